@@ -1,0 +1,84 @@
+# tcp-port-used: build, test, lint and benchmark on every Lua runtime.
+# LuaRocks installs with its builtin build (rockspec/); this Makefile is for
+# development and honours LuaRocks' variables (CC CFLAGS LIBFLAG LUA_INCDIR
+# LIBDIR LUADIR) for `make install`.
+
+LUA_VERSION ?= 5.4
+LUA         ?= lua$(LUA_VERSION)
+LUA_INCDIR  ?= /usr/include/lua$(LUA_VERSION)
+CC          ?= cc
+CFLAGS      ?= -O2 -fPIC
+LIBFLAG     ?= -shared
+PREFIX      ?= /usr/local
+LIBDIR      ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
+LUADIR      ?= $(PREFIX)/share/lua/$(LUA_VERSION)
+BINDIR      ?= $(PREFIX)/bin
+
+WARN = -std=c99 -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes \
+       -Werror -fvisibility=hidden
+SAN  = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+
+RUNTIMES = 5.1 5.2 5.3 5.4 jit
+CSRC     = $(wildcard csrc/*.c csrc/*.h)
+
+incdir_5.1 = /usr/include/lua5.1
+incdir_5.2 = /usr/include/lua5.2
+incdir_5.3 = /usr/include/lua5.3
+incdir_5.4 = /usr/include/lua5.4
+incdir_jit = /usr/include/luajit-2.1
+
+.PHONY: all deps core test test-asan test-valgrind lint demo bench install clean
+
+all: $(foreach r,$(RUNTIMES),build/$(r)/tcp_port_used/core.so)
+
+deps:
+	@sh scripts/deps.sh
+
+# The core for one runtime, for `make install` and LuaRocks-like builds.
+core: tcp_port_used/core.so
+
+tcp_port_used/core.so: $(CSRC)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(WARN) -I$(LUA_INCDIR) $(LIBFLAG) -o $@ csrc/core.c
+
+build/%/tcp_port_used/core.so: $(CSRC)
+	@mkdir -p $(@D)
+	$(CC) -O2 -fPIC $(WARN) -I$(incdir_$*) -shared -o $@ csrc/core.c
+
+build/asan/tcp_port_used/core.so: $(CSRC)
+	@mkdir -p $(@D)
+	$(CC) -O1 -g -fPIC $(SAN) $(WARN) -I$(incdir_5.4) -shared -o $@ csrc/core.c
+
+build/bench/raw_connect: bench/raw_connect.c
+	@mkdir -p $(@D)
+	$(CC) -O2 $(WARN) -o $@ $<
+
+# Every spec on every runtime; ends with one "N passed, N failed" line.
+test: deps all
+	@sh scripts/test.sh $(RUNTIMES)
+
+test-asan: deps build/asan/tcp_port_used/core.so
+	@sh scripts/test.sh asan
+
+test-valgrind: deps all
+	@sh scripts/test.sh valgrind
+
+lint: deps
+	luacheck lua spec bin bench examples
+	cppcheck --quiet --error-exitcode=1 --enable=warning,style,performance,portability \
+	  --std=c99 --inline-suppr --suppress=missingIncludeSystem \
+	  -I csrc -I /usr/include/lua5.4 csrc/core.c
+
+demo: deps build/5.4/tcp_port_used/core.so
+	@LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/5.4/?.so;;' lua5.4 examples/demo.lua
+
+bench: deps all build/bench/raw_connect
+	@LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/5.4/?.so;;' lua5.4 bench/run.lua
+
+install: core
+	install -d $(DESTDIR)$(LIBDIR)/tcp_port_used $(DESTDIR)$(LUADIR)/tcp_port_used
+	install -m 755 tcp_port_used/core.so $(DESTDIR)$(LIBDIR)/tcp_port_used/core.so
+	install -m 644 lua/tcp_port_used/*.lua $(DESTDIR)$(LUADIR)/tcp_port_used/
+
+clean:
+	rm -rf build tcp_port_used *.o csrc/*.o

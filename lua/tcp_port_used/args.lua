@@ -1,0 +1,198 @@
+--- Argument checking and option parsing, shared by every entry point
+-- (the core module, the adapters, the CLI), so that a bad argument gets
+-- the same message wherever it is passed.
+local M = {}
+
+local type, tostring, string_format, floor = type, tostring, string.format, math.floor
+
+local function show(v)
+  if type(v) == "string" then
+    if #v > 40 then v = v:sub(1, 40) .. "..." end
+    return string_format("%q", v):gsub("\\\n", "\\n"):gsub("%z", "\\0")
+  end
+  if type(v) == "number" then
+    if v ~= v then return "nan" end
+    return tostring(v)
+  end
+  if v == nil or type(v) == "boolean" then return tostring(v) end
+  return type(v)
+end
+M.show = show
+
+--- Raises "bad argument #n to 'fname' (what, got value)" at the caller of
+-- the public function: the levels are this function, the checker, the
+-- normalizer (args.check, args.wait_*), the public function, its caller.
+function M.fail(fname, argn, what, value, level)
+  error(string_format("bad argument #%d to '%s' (%s, got %s)", argn, fname, what, show(value)),
+    level or 5)
+end
+local fail = M.fail
+
+local function is_int(v, lo, hi)
+  return type(v) == "number" and v == floor(v) and v >= lo and v <= hi
+end
+
+function M.port(fname, argn, v, name)
+  if not is_int(v, 1, 65535) then
+    fail(fname, argn, (name or "port") .. " must be an integer in 1..65535", v)
+  end
+  return v
+end
+
+function M.host(fname, argn, v)
+  if v == nil then return nil end
+  if type(v) ~= "string" then fail(fname, argn, "host must be a string or nil", v) end
+  if v:find("\0", 1, true) then fail(fname, argn, "host must not contain a NUL byte", v) end
+  if #v == 0 or #v > 1024 then fail(fname, argn, "host must be 1 to 1024 bytes long", v) end
+  return v
+end
+
+function M.ms(fname, argn, v, name, default)
+  if v == nil then return default end
+  if type(v) ~= "number" or v ~= v or v < 0 or v == math.huge then
+    fail(fname, argn, name .. " must be a finite number of milliseconds >= 0", v)
+  end
+  return v
+end
+
+function M.boolean(fname, argn, v, name, default)
+  if v == nil and default ~= nil then return default end
+  if type(v) ~= "boolean" then fail(fname, argn, name .. " must be a boolean", v) end
+  return v
+end
+
+function M.func(fname, argn, v, name)
+  if v ~= nil and type(v) ~= "function" then
+    fail(fname, argn, name .. " must be a function or nil", v)
+  end
+  return v
+end
+
+local function one_of(list)
+  local set = {}
+  for _, k in ipairs(list) do set[k] = true end
+  return set, table.concat(list, ", ")
+end
+
+local MODES, MODE_LIST = one_of { "connect", "bind", "any" }
+local CLOSES, CLOSE_LIST = one_of { "auto", "graceful", "reset" }
+
+function M.mode(fname, argn, v)
+  if v == nil then return "connect" end
+  if not MODES[v] then fail(fname, argn, "mode must be one of " .. MODE_LIST, v) end
+  return v
+end
+
+function M.close(fname, argn, v)
+  if v == nil then return "auto" end
+  if not CLOSES[v] then fail(fname, argn, "close must be one of " .. CLOSE_LIST, v) end
+  return v
+end
+
+function M.ports(fname, argn, v)
+  if type(v) ~= "table" or #v == 0 then
+    fail(fname, argn, "ports must be a non-empty list of ports", v)
+  end
+  local list = {}
+  for i = 1, #v do
+    list[i] = M.port(fname, argn, v[i], "ports[" .. i .. "]")
+  end
+  return list
+end
+
+-- The option names of tcp-port-used (Node), so that code ported from it
+-- gets a pointer instead of a bare "unknown option".
+local NODE_NAMES = { retryTimeMs = "retry_ms", timeOutMs = "timeout_ms", inUse = "in_use" }
+
+function M.known(fname, argn, opts, allowed)
+  for k in pairs(opts) do
+    if not allowed[k] then
+      local hint = NODE_NAMES[k] and (" (did you mean '" .. NODE_NAMES[k] .. "'?)") or ""
+      error(string_format("bad argument #%d to '%s' (unknown option '%s'%s)",
+        argn, fname, tostring(k), hint), 4)
+    end
+  end
+end
+
+local CHECK_KEYS = { port = true, host = true, timeout_ms = true, mode = true, close = true }
+
+--- check(port [, host]) or check{...}: returns a normalized options table.
+function M.check(fname, a, b)
+  local o = {}
+  if type(a) == "table" then
+    M.known(fname, 1, a, CHECK_KEYS)
+    o.port = M.port(fname, 1, a.port)
+    o.host = M.host(fname, 1, a.host)
+    o.timeout_ms = M.ms(fname, 1, a.timeout_ms, "timeout_ms", 1000)
+    o.mode = M.mode(fname, 1, a.mode)
+    o.close = M.close(fname, 1, a.close)
+  else
+    o.port = M.port(fname, 1, a)
+    o.host = M.host(fname, 2, b)
+    o.timeout_ms, o.mode, o.close = 1000, "connect", "auto"
+  end
+  return o
+end
+
+local WAIT_KEYS = {
+  port = true, ports = true, host = true, in_use = true, retry_ms = true, timeout_ms = true,
+  attempt_ms = true, mode = true, close = true, sleep = true, on_retry = true, yield = true,
+}
+
+--- Normalizes the options table of a wait; `in_use` is forced by the
+-- named waits and required by wait_for_status.
+function M.wait_table(fname, t, in_use)
+  M.known(fname, 1, t, WAIT_KEYS)
+  local o = {}
+  if t.ports ~= nil then
+    if t.port ~= nil then
+      error(string_format("bad argument #1 to '%s' (give port or ports, not both)", fname), 3)
+    end
+    o.ports = M.ports(fname, 1, t.ports)
+  else
+    o.ports = { M.port(fname, 1, t.port) }
+  end
+  o.host = M.host(fname, 1, t.host)
+  if in_use == nil then
+    o.in_use = M.boolean(fname, 1, t.in_use, "in_use")
+  else
+    if t.in_use ~= nil and t.in_use ~= in_use then
+      fail(fname, 1, "in_use must be " .. tostring(in_use) .. " or nil here", t.in_use, 4)
+    end
+    o.in_use = in_use
+  end
+  o.retry_ms = M.ms(fname, 1, t.retry_ms, "retry_ms", nil)
+  o.timeout_ms = M.ms(fname, 1, t.timeout_ms, "timeout_ms", 2000)
+  o.attempt_ms = M.ms(fname, 1, t.attempt_ms, "attempt_ms", 1000)
+  o.mode = M.mode(fname, 1, t.mode)
+  o.close = M.close(fname, 1, t.close)
+  o.sleep = M.func(fname, 1, t.sleep, "sleep")
+  o.on_retry = M.func(fname, 1, t.on_retry, "on_retry")
+  o.yield = M.boolean(fname, 1, t.yield, "yield", true)
+  return o
+end
+
+--- Positional waits: (port, retry, timeout), (port, host, retry, timeout)
+-- or (port, host, in_use, retry, timeout) depending on which of host and
+-- in_use the function takes positionally.
+function M.wait_positional(fname, in_use, takes_host, takes_in_use, ...)
+  local args, n = { ... }, 1
+  local o = { attempt_ms = 1000, mode = "connect", close = "auto", yield = true }
+  o.ports = { M.port(fname, n, args[n]) }
+  n = n + 1
+  if takes_host then
+    o.host = M.host(fname, n, args[n])
+    n = n + 1
+  end
+  if takes_in_use then
+    o.in_use = M.boolean(fname, n, args[n], "in_use")
+    n = n + 1
+  else
+    o.in_use = in_use
+  end
+  o.retry_ms = M.ms(fname, n, args[n], "retry_ms", nil)
+  o.timeout_ms = M.ms(fname, n + 1, args[n + 1], "timeout_ms", 2000)
+  return o
+end
+
+return M

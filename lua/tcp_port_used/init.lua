@@ -1,0 +1,87 @@
+--- tcp_port_used: is something listening on this TCP port, and wait until
+-- it is (or until it is free) without freezing the program that waits.
+-- The C core makes single probes; this module adds options, the retry
+-- loop and the choice of how to wait.
+local core = require "tcp_port_used.core"
+local args = require "tcp_port_used.args"
+local loop = require "tcp_port_used.loop"
+local sched = require "tcp_port_used.sched"
+
+local M = { _VERSION = core._VERSION }
+
+local now, min = core.now, math.min
+local core_connect, core_bind, core_start = core.connect, core.bind, core.start
+
+-- A connect probe that never blocks: started in C, then polled between
+-- sleeps of the caller's choosing (a yield, ngx.sleep, opts.sleep) until
+-- it answers or its budget is spent. An abandoned probe is closed by __gc.
+local function connect_nonblocking(host, port, budget, close, sleep)
+  local p, err, code = core_start(host, port, close)
+  if type(p) ~= "userdata" then return p, err, code end
+  local due, step = now() + budget, 1
+  while true do
+    local left = due - now()
+    if left <= 0 then return p:expire() end
+    sleep(min(step, left))
+    step = min(step * 2, 50)
+    local r, e, c = p:poll(0)
+    if r ~= "pending" then return r, e, c end
+  end
+end
+
+-- One probe of one port in the chosen mode. `sleep` is given when probes
+-- must not block (see connect_nonblocking).
+local function probe(o, port, budget, sleep)
+  local mode = o.mode
+  if mode == "bind" then return core_bind(o.host, port) end
+  local r, err, code
+  if sleep then
+    r, err, code = connect_nonblocking(o.host, port, budget, o.close, sleep)
+  else
+    r, err, code = core_connect(o.host, port, budget, o.close)
+  end
+  if mode == "connect" or r == true then return r, err, code end
+  local b, berr, bcode = core_bind(o.host, port)
+  if b == true then return true end
+  if r == nil then return nil, err, code end
+  if b == nil then return nil, berr, bcode end
+  return false
+end
+
+--- check(port [, host]) or check{ port, host, timeout_ms, mode, close }:
+-- true (in use), false (free) or nil, err, code.
+function M.check(a, b)
+  local o = args.check("check", a, b)
+  return probe(o, o.port, o.timeout_ms, nil)
+end
+
+local function wait(fname, o)
+  local sleep, blocking = sched.choose(o, fname)
+  local probe_sleep = not blocking and sleep or nil
+  return loop.wait(o, function(port, budget)
+    return probe(o, port, budget, probe_sleep)
+  end, sleep, now)
+end
+
+-- Each wait takes its positional form or one options table.
+local function define(fname, in_use, takes_host, takes_in_use)
+  M[fname] = function(a, ...)
+    local o
+    if type(a) == "table" then
+      o = args.wait_table(fname, a, in_use)
+    else
+      o = args.wait_positional(fname, in_use, takes_host, takes_in_use, a, ...)
+    end
+    return wait(fname, o)
+  end
+end
+
+define("wait_until_used", true, false, false)
+define("wait_until_free", false, false, false)
+define("wait_until_used_on_host", true, true, false)
+define("wait_until_free_on_host", false, true, false)
+define("wait_for_status", nil, true, true)
+
+M.run = sched.run
+
+return M

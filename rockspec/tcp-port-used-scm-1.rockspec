@@ -1,0 +1,33 @@
+rockspec_format = "3.0"
+package = "tcp-port-used"
+version = "scm-1"
+source = {
+   url = "git+https://example.invalid/tcp-port-used.git",
+}
+description = {
+   summary = "Is something listening on this TCP port? Wait until it is, or until it is free.",
+   detailed = [[
+      A C Lua module for startup scripts, test harnesses, OpenResty and Neovim:
+      check a TCP port (connect, bind or both), and wait until it is used or
+      free, yielding instead of blocking inside coroutines, ngx.sleep in
+      OpenResty and luv timers in Neovim. Lua 5.1 to 5.4 and LuaJIT.
+   ]],
+   license = "MIT",
+   labels = { "network", "tcp", "port", "wait", "openresty", "neovim" },
+}
+dependencies = {
+   "lua >= 5.1, < 5.5",
+}
+build = {
+   type = "builtin",
+   modules = {
+      ["tcp_port_used"] = "lua/tcp_port_used/init.lua",
+      ["tcp_port_used.args"] = "lua/tcp_port_used/args.lua",
+      ["tcp_port_used.loop"] = "lua/tcp_port_used/loop.lua",
+      ["tcp_port_used.sched"] = "lua/tcp_port_used/sched.lua",
+      ["tcp_port_used.core"] = {
+         sources = { "csrc/core.c" },
+         defines = { "_GNU_SOURCE" },
+      },
+   },
+}

@@ -1,0 +1,156 @@
+--- Real sockets and processes for the specs: listeners on port 0 (the
+-- port is read back, never fixed), reserved ports that refuse, and child
+-- processes on the same runtime.
+local socket = require "socket"
+
+local H = {}
+
+H.lua = os.getenv("TPU_LUA") or "lua5.4"
+H.cpath = os.getenv("TPU_CPATH") or "build/5.4/?.so"
+H.root = os.getenv("PWD") or "."
+
+--- A listening socket on host (default 127.0.0.1), port 0 or the given one.
+function H.listen(host, port, backlog)
+  -- socket.bind sets SO_REUSEADDR, as servers do
+  local s = assert(socket.bind(host or "127.0.0.1", port or 0, backlog or 32))
+  local _, p = s:getsockname()
+  local l = { port = tonumber(p), sock = s, close = function() s:close() end }
+  --- Accepts and closes what has queued up, as a server would.
+  function l.drain()
+    s:settimeout(0)
+    while true do
+      local c = s:accept()
+      if not c then return end
+      c:close()
+    end
+  end
+  return l
+end
+
+--- A port that refuses connections and that nobody else can take while
+-- it is held: bound, not listening.
+function H.reserve(host)
+  host = host or "127.0.0.1"
+  local s = host:find(":", 1, true) and socket.tcp6() or socket.tcp()
+  assert(s:bind(host, 0))
+  local _, p = s:getsockname()
+  return { port = tonumber(p), sock = s, close = function() s:close() end }
+end
+
+--- A port that was free a moment ago (for listeners started later by a
+-- child process, which cannot inherit a reservation).
+function H.free_port(host)
+  local r = H.reserve(host)
+  r.close()
+  return r.port
+end
+
+--- A listener whose accept queue is full: further SYNs are dropped, so a
+-- connect to it neither succeeds nor is refused.
+function H.full_backlog()
+  local l = H.listen("127.0.0.1", 0, 0)
+  local clients = {}
+  for _ = 1, 8 do
+    local c = socket.tcp()
+    c:settimeout(0)
+    c:connect("127.0.0.1", l.port)
+    clients[#clients + 1] = c
+  end
+  socket.sleep(0.05)
+  local close = l.close
+  l.close = function()
+    for _, c in ipairs(clients) do c:close() end
+    close()
+  end
+  return l
+end
+
+local function shell_quote(s)
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+H.quote = shell_quote
+
+--- The command line that runs Lua code on this runtime with the module on
+-- its paths.
+function H.lua_cmd(code)
+  local prelude = string.format("package.path = %q .. package.path; package.cpath = %q .. package.cpath;",
+    H.root .. "/lua/?.lua;" .. H.root .. "/lua/?/init.lua;" .. H.root .. "/spec/?.lua;",
+    H.cpath .. ";")
+  return H.lua .. " -e " .. shell_quote(prelude .. code)
+end
+
+--- Runs a shell command; returns its stdout and exit status.
+function H.run(cmd)
+  local f = assert(io.popen(cmd .. "; echo \"~$?\"", "r"))
+  local out = f:read("*a")
+  f:close()
+  local body, rc = out:match("^(.*)~(%d+)%s*$")
+  return body, tonumber(rc)
+end
+
+--- Starts a shell command in the background; returns its pid.
+function H.spawn(cmd)
+  local f = assert(io.popen("(" .. cmd .. ") >/dev/null 2>&1 & echo $!", "r"))
+  local pid = tonumber(f:read("*l"))
+  f:close()
+  return pid
+end
+
+function H.kill(pid)
+  os.execute("kill " .. pid .. " 2>/dev/null; wait " .. pid .. " 2>/dev/null")
+end
+
+--- A child that starts listening on port after delay_s and holds it for
+-- hold_s.
+function H.listen_later(port, delay_s, hold_s, host)
+  return H.spawn(H.lua_cmd(string.format(
+    "local s = require 'socket'; s.sleep(%f); local l = require('helpers').listen(%q, %d); s.sleep(%f)",
+    delay_s, host or "127.0.0.1", port, hold_s)))
+end
+
+--- A child that listens on port now and stops after hold_s; returns once
+-- the port accepts connections.
+function H.listen_until(port, hold_s)
+  local pid = H.spawn(H.lua_cmd(string.format(
+    "local s = require 'socket'; local l = require('helpers').listen('127.0.0.1', %d); s.sleep(%f)",
+    port, hold_s)))
+  local core = require "tcp_port_used.core"
+  local deadline = core.now() + 5000
+  while core.connect("127.0.0.1", port) ~= true and core.now() < deadline do core.sleep(5) end
+  return pid
+end
+
+--- Number of open file descriptors of this process.
+function H.fd_count()
+  local n = 0
+  local p = io.popen("ls /proc/" .. H.pid() .. "/fd")
+  for _ in p:lines() do n = n + 1 end
+  p:close()
+  return n - 1 -- the pipe that ls is writing into
+end
+
+local pid
+function H.pid()
+  if not pid then
+    -- The shell that popen starts is a child of this process.
+    local p = io.popen("echo $PPID")
+    pid = tonumber(p:read("*l"))
+    p:close()
+  end
+  return pid
+end
+
+--- Whether this process may make network namespaces (unshare -n).
+function H.can_unshare()
+  local _, rc = H.run("unshare -n true 2>/dev/null")
+  return rc == 0
+end
+
+--- Runs Lua code in a fresh network namespace with lo up (both loopbacks
+-- work, names do not resolve, nothing leaves the machine).
+function H.lua_in_netns(code, setup)
+  return H.run("unshare -n sh -c " .. shell_quote("ip link set lo up; " .. (setup or "") ..
+    H.lua_cmd(code)) .. " 2>&1")
+end
+
+return H
