@@ -26,6 +26,8 @@
 #include "addr.c"
 #include "probe.c"
 #include "bind.c"
+#include "many.c"
+#include "listen.c"
 
 #define TPU_VERSION "0.1.0"
 
@@ -283,6 +285,8 @@ int luaopen_tcp_port_used_core(lua_State *L)
     lua_pop(L, 1);
     lua_newtable(L);
     luaL_setfuncs(L, tpu_functions, 0);
+    luaL_setfuncs(L, tpu_many_functions, 0);
+    luaL_setfuncs(L, tpu_listen_functions, 0);
     lua_pushliteral(L, TPU_VERSION);
     lua_setfield(L, -2, "_VERSION");
     return 1;

@@ -27,7 +27,6 @@ build = {
       ["tcp_port_used.sched"] = "lua/tcp_port_used/sched.lua",
       ["tcp_port_used.core"] = {
          sources = { "csrc/core.c" },
-         defines = { "_GNU_SOURCE" },
       },
    },
 }
