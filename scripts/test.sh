@@ -25,9 +25,8 @@ for rt in "$@"; do
   # shellcheck disable=SC2086
   env ${preload:+LD_PRELOAD=$preload} \
       ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}" \
-      LSAN_OPTIONS="suppressions=$PWD/scripts/lsan.supp:print_suppressions=0" \
       UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
-      TPU_LUA="$interp" TPU_RUNTIME="$rt" TPU_CPATH="$PWD/$build/?.so" \
+      TPU_LUA="$interp" TPU_RUNTIME="$rt" TPU_CPATH="$PWD/$build/?.so" TPU_PRELOAD="$preload" \
       $wrap $interp /usr/bin/busted -o plainTerminal --cpath="$build/?.so" ${BUSTED_ARGS:-} \
       >"$log" 2>&1
   rc=$?

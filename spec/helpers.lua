@@ -76,12 +76,16 @@ function H.lua_cmd(code)
   local prelude = string.format("package.path = %q .. package.path; package.cpath = %q .. package.cpath;",
     H.root .. "/lua/?.lua;" .. H.root .. "/lua/?/init.lua;" .. H.root .. "/spec/?.lua;",
     H.cpath .. ";")
-  return H.lua .. " -e " .. shell_quote(prelude .. code)
+  -- Under the sanitizers only Lua children get the preloaded runtimes
+  -- (see H.run): `ip`, `sh` and friends are not ours to leak-check.
+  local preload = os.getenv("TPU_PRELOAD")
+  local env = preload and preload ~= "" and ("env LD_PRELOAD=" .. shell_quote(preload) .. " ") or ""
+  return env .. H.lua .. " -e " .. shell_quote(prelude .. code)
 end
 
 --- Runs a shell command; returns its stdout and exit status.
 function H.run(cmd)
-  local f = assert(io.popen(cmd .. "; echo \"~$?\"", "r"))
+  local f = assert(io.popen("unset LD_PRELOAD; " .. cmd .. "; echo \"~$?\"", "r"))
   local out = f:read("*a")
   f:close()
   local body, rc = out:match("^(.*)~(%d+)%s*$")
@@ -90,7 +94,7 @@ end
 
 --- Starts a shell command in the background; returns its pid.
 function H.spawn(cmd)
-  local f = assert(io.popen("(" .. cmd .. ") >/dev/null 2>&1 & echo $!", "r"))
+  local f = assert(io.popen("unset LD_PRELOAD; (" .. cmd .. ") >/dev/null 2>&1 & echo $!", "r"))
   local pid = tonumber(f:read("*l"))
   f:close()
   return pid

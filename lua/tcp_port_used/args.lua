@@ -8,7 +8,9 @@ local type, tostring, string_format, floor = type, tostring, string.format, math
 local function show(v)
   if type(v) == "string" then
     if #v > 40 then v = v:sub(1, 40) .. "..." end
-    return string_format("%q", v):gsub("\\\n", "\\n"):gsub("%z", "\\0")
+    -- %q, with its escapes made the same on every version (5.1 writes NUL
+    -- as \000 and a newline as a backslash-newline)
+    return (string_format("%q", v):gsub("\\\n", "\\n"):gsub("\\000", "\\0"):gsub("%z", "\\0"))
   end
   if type(v) == "number" then
     if v ~= v then return "nan" end

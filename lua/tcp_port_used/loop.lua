@@ -60,7 +60,10 @@ function M.wait(o, probe, sleep, now)
     if #pending == 0 then return true end
     local t = now()
     local left = deadline - t
-    if left <= 0 then return nil, "timeout", last_err, last_code end
+    if left <= 0 then
+      if last_err then return nil, "timeout", last_err, last_code end
+      return nil, "timeout"
+    end
     local wait = min(M.interval(o.retry_ms, t - start), left)
     if o.on_retry then
       local waiting = {}

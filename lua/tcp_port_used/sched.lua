@@ -32,7 +32,7 @@ function M.yield_sleep(ms)
 end
 
 local function ngx_sleep(ms)
-  ngx.sleep(ms / 1000)
+  rawget(_G, "ngx").sleep(ms / 1000)
 end
 
 --- Returns sleep(ms) and whether it blocks the thread, in the order the

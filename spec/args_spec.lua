@@ -1,0 +1,106 @@
+local tpu = require "tcp_port_used"
+
+-- Every bad argument raises an error that names the argument and shows the
+-- value; none crashes and none is answered as if it were valid.
+local function raises(pattern, f, ...)
+  local ok, err = pcall(f, ...)
+  assert.is_false(ok, "no error for " .. pattern)
+  assert.is_string(err)
+  assert.matches(pattern, err, 1, true)
+end
+
+describe("bad arguments", function()
+  local nan = 0 / 0
+  local bad_ports = {
+    { 0, "got 0" }, { -1, "got -1" }, { 65536, "got 65536" }, { 80.5, "got 80.5" },
+    { "80", 'got "80"' }, { nil, "got nil" }, { nan, "got nan" }, { math.huge, "got inf" },
+    { true, "got true" },
+  }
+
+  it("reject every bad port in check and in each wait", function()
+    for _, case in ipairs(bad_ports) do
+      local v, shown = case[1], case[2]
+      raises("bad argument #1 to 'check' (port must be an integer in 1..65535, " .. shown, tpu.check, v)
+      raises("bad argument #1 to 'check' (port must be an integer in 1..65535, " .. shown,
+        tpu.check, { port = v })
+      for _, f in ipairs { "wait_until_used", "wait_until_free", "wait_until_used_on_host",
+                           "wait_until_free_on_host", "wait_for_status" } do
+        raises("bad argument #1 to '" .. f .. "' (port must be an integer in 1..65535, " .. shown,
+          tpu[f], v, "127.0.0.1", true)
+      end
+    end
+  end)
+
+  it("reject a host that is not a string, or holds a NUL", function()
+    raises("bad argument #2 to 'check' (host must be a string or nil, got 1)", tpu.check, 80, 1)
+    raises("bad argument #2 to 'check' (host must not contain a NUL byte, got \"a\\0b\")",
+      tpu.check, 80, "a\0b")
+    raises("bad argument #2 to 'check' (host must be 1 to 1024 bytes long", tpu.check, 80, "")
+    raises("bad argument #2 to 'check' (host must be 1 to 1024 bytes long",
+      tpu.check, 80, ("x"):rep(2000))
+    raises("bad argument #1 to 'check' (host must be a string or nil, got table)",
+      tpu.check, { port = 80, host = {} })
+    raises("bad argument #2 to 'wait_until_used_on_host' (host must be a string or nil, got false)",
+      tpu.wait_until_used_on_host, 80, false)
+  end)
+
+  it("reject an in_use that is not a boolean", function()
+    raises("bad argument #3 to 'wait_for_status' (in_use must be a boolean, got nil)",
+      tpu.wait_for_status, 80, "127.0.0.1")
+    raises("bad argument #3 to 'wait_for_status' (in_use must be a boolean, got 1)",
+      tpu.wait_for_status, 80, "127.0.0.1", 1)
+    raises("bad argument #1 to 'wait_for_status' (in_use must be a boolean, got \"yes\")",
+      tpu.wait_for_status, { port = 80, in_use = "yes" })
+    raises("bad argument #1 to 'wait_until_used' (in_use must be true or nil here, got false)",
+      tpu.wait_until_used, { port = 80, in_use = false })
+  end)
+
+  it("reject negative, NaN, infinite and non-number times", function()
+    for _, v in ipairs { -1, nan, math.huge, "100" } do
+      raises("bad argument #2 to 'wait_until_used' (retry_ms must be a finite number of milliseconds >= 0",
+        tpu.wait_until_used, 80, v)
+      raises("bad argument #3 to 'wait_until_used' (timeout_ms must be a finite number of milliseconds >= 0",
+        tpu.wait_until_used, 80, 10, v)
+      raises("bad argument #4 to 'wait_until_free_on_host' (timeout_ms must be",
+        tpu.wait_until_free_on_host, 80, nil, 10, v)
+      raises("bad argument #1 to 'check' (timeout_ms must be", tpu.check, { port = 80, timeout_ms = v })
+      raises("bad argument #1 to 'wait_until_used' (attempt_ms must be",
+        tpu.wait_until_used, { port = 80, attempt_ms = v })
+    end
+  end)
+
+  it("reject an unknown mode or close, and unknown options", function()
+    raises("bad argument #1 to 'check' (mode must be one of connect, bind, any", tpu.check,
+      { port = 80, mode = "ping" })
+    raises("bad argument #1 to 'check' (close must be one of auto, graceful, reset, got \"fin\")",
+      tpu.check, { port = 80, close = "fin" })
+    raises("bad argument #1 to 'wait_until_used' (unknown option 'timeOutMs' (did you mean 'timeout_ms'?))",
+      tpu.wait_until_used, { port = 80, timeOutMs = 10 })
+    raises("bad argument #1 to 'check' (unknown option 'prot')", tpu.check, { prot = 80 })
+  end)
+
+  it("reject bad ports lists, callbacks and flags", function()
+    raises("bad argument #1 to 'wait_until_used' (ports must be a non-empty list of ports, got table)",
+      tpu.wait_until_used, { ports = {} })
+    raises("bad argument #1 to 'wait_until_used' (ports[2] must be an integer in 1..65535, got 0)",
+      tpu.wait_until_used, { ports = { 80, 0 } })
+    raises("bad argument #1 to 'wait_until_used' (give port or ports, not both)",
+      tpu.wait_until_used, { port = 80, ports = { 81 } })
+    raises("bad argument #1 to 'wait_until_used' (sleep must be a function or nil, got 5)",
+      tpu.wait_until_used, { port = 80, sleep = 5 })
+    raises("bad argument #1 to 'wait_until_used' (on_retry must be a function or nil, got \"x\")",
+      tpu.wait_until_used, { port = 80, on_retry = "x" })
+    raises("bad argument #1 to 'wait_until_used' (yield must be a boolean, got 0)",
+      tpu.wait_until_used, { port = 80, yield = 0 })
+  end)
+
+  it("are checked by the C core too, for callers that bypass the Lua layer", function()
+    local core = require "tcp_port_used.core"
+    raises("port must be an integer in 1..65535", core.connect, nil, 0)
+    raises("port must be an integer in 1..65535", core.bind, nil, 80.5)
+    raises("host must not contain a NUL byte", core.connect, "a\0b", 80)
+    raises("milliseconds must be a number in 0..1e12", core.connect, nil, 80, -1)
+    raises("milliseconds must be a number in 0..1e12", core.sleep, 0 / 0)
+    raises("invalid option 'x'", core.connect, nil, 80, 10, "x")
+  end)
+end)
