@@ -27,9 +27,11 @@ incdir_5.3 = /usr/include/lua5.3
 incdir_5.4 = /usr/include/lua5.4
 incdir_jit = /usr/include/luajit-2.1
 
-.PHONY: all deps core test test-asan test-valgrind lint demo bench install clean
+.PHONY: all deps core test test-asan test-valgrind lint demo bench install clean fuzz fuzz-long
 
-all: $(foreach r,$(RUNTIMES),build/$(r)/tcp_port_used/core.so)
+FUZZ_SECONDS ?= 60
+
+all: $(foreach r,$(RUNTIMES),build/$(r)/tcp_port_used/core.so) build/test/sigstorm.so
 
 deps:
 	@sh scripts/deps.sh
@@ -49,6 +51,11 @@ build/asan/tcp_port_used/core.so: $(CSRC)
 	@mkdir -p $(@D)
 	$(CC) -O1 -g -fPIC $(SAN) $(WARN) -I$(incdir_5.4) -shared -o $@ csrc/core.c
 
+# Test helpers loaded into child processes by the specs (not part of the rock).
+build/test/sigstorm.so: spec/native/sigstorm.c
+	@mkdir -p $(@D)
+	$(CC) -O2 -fPIC -shared -Wall -Wextra -Werror -o $@ $<
+
 build/bench/raw_connect: bench/raw_connect.c
 	@mkdir -p $(@D)
 	$(CC) -O2 $(WARN) -o $@ $<
@@ -57,7 +64,7 @@ build/bench/raw_connect: bench/raw_connect.c
 test: deps all
 	@sh scripts/test.sh $(RUNTIMES)
 
-test-asan: deps build/asan/tcp_port_used/core.so
+test-asan: deps build/asan/tcp_port_used/core.so build/test/sigstorm.so
 	@sh scripts/test.sh asan
 
 test-valgrind: deps all
@@ -74,6 +81,21 @@ demo: deps build/5.4/tcp_port_used/core.so
 
 bench: deps all build/bench/raw_connect
 	@LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/5.4/?.so;;' lua5.4 bench/run.lua
+
+# libFuzzer + ASan + UBSan over the core's functions, in a network
+# namespace of its own (fuzzed names and addresses stay on this machine).
+build/fuzz/fuzz_core: fuzz/fuzz_core.c $(CSRC)
+	@mkdir -p $(@D)
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	  -I/usr/include/lua5.4 -o $@ fuzz/fuzz_core.c -llua5.4 -lm
+
+fuzz: deps build/fuzz/fuzz_core
+	@mkdir -p build/fuzz/corpus
+	unshare -n sh -c 'ip link set lo up && build/fuzz/fuzz_core -max_total_time=$(FUZZ_SECONDS) \
+	  -timeout=10 -max_len=512 -print_final_stats=1 build/fuzz/corpus fuzz/seeds'
+
+fuzz-long:
+	$(MAKE) fuzz FUZZ_SECONDS=3600
 
 install: core
 	install -d $(DESTDIR)$(LIBDIR)/tcp_port_used $(DESTDIR)$(LUADIR)/tcp_port_used

@@ -9,14 +9,16 @@ cd "$(dirname "$0")/.."
 
 passed=0 failed=0 skipped=0
 for rt in "$@"; do
-  wrap="" preload="" interp=lua5.4 build=build/5.4
+  # soak: probes in spec/soak_spec.lua (a million, fewer where each costs 20x)
+  wrap="" preload="" interp=lua5.4 build=build/5.4 soak=1000000
   case $rt in
     5.*) interp=lua$rt build=build/$rt ;;
     jit) interp=luajit build=build/jit ;;
     asan)
-      build=build/asan
+      build=build/asan soak=30000
       preload="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)" ;;
     valgrind)
+      soak=30000
       wrap="valgrind --quiet --error-exitcode=97 --track-fds=no --leak-check=no" ;;
     *) echo "test.sh: unknown runtime $rt" >&2; exit 2 ;;
   esac
@@ -26,7 +28,7 @@ for rt in "$@"; do
   env ${preload:+LD_PRELOAD=$preload} \
       ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}" \
       UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
-      TPU_LUA="$interp" TPU_RUNTIME="$rt" TPU_CPATH="$PWD/$build/?.so" TPU_PRELOAD="$preload" \
+      TPU_LUA="$interp" TPU_RUNTIME="$rt" TPU_CPATH="$PWD/$build/?.so" TPU_PRELOAD="$preload" TPU_SOAK_PROBES="$soak" \
       $wrap $interp /usr/bin/busted -o plainTerminal --cpath="$build/?.so" ${BUSTED_ARGS:-} \
       >"$log" 2>&1
   rc=$?

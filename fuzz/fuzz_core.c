@@ -1,0 +1,142 @@
+/* libFuzzer harness: drives the C core's Lua-facing functions with
+ * arbitrary arguments through a real Lua 5.4 state, under ASan and UBSan.
+ * Argument errors are expected (they are caught by lua_pcall); crashes,
+ * memory errors, undefined behaviour and leaked descriptors are not.
+ *
+ * Run it inside a network namespace of its own (make fuzz does), so that
+ * fuzzed names and addresses never reach another machine: there, only the
+ * loopback exists, other addresses are unreachable and lookups fail fast.
+ *
+ * Input: one byte picks the function, then each argument is a tag byte
+ * followed by its bytes (see push_arg). */
+#include "../csrc/core.c"
+
+#include <fcntl.h>
+#include <stdint.h>
+#include <lualib.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+struct input {
+    const uint8_t *p;
+    size_t n;
+};
+
+static int take(struct input *in, void *out, size_t len)
+{
+    if (in->n < len)
+        return 0;
+    memcpy(out, in->p, len);
+    in->p += len;
+    in->n -= len;
+    return 1;
+}
+
+/* Pushes one argument; the sleep-like arguments are clamped so that a
+ * fuzzed duration cannot stall the run (bad values still get through). */
+static void push_arg(lua_State *L, struct input *in, int clamp_ms)
+{
+    uint8_t tag = 0, len = 0;
+    double d;
+    int16_t i;
+    char buf[256];
+    take(in, &tag, 1);
+    switch (tag % 7) {
+    case 0:
+        lua_pushnil(L);
+        break;
+    case 1:
+        if (!take(in, &d, sizeof d))
+            d = 0;
+        if (clamp_ms && d == d && (d > 20 || d < -20))
+            d = fmod(d, 20);
+        lua_pushnumber(L, d);
+        break;
+    case 2:
+        if (!take(in, &i, sizeof i))
+            i = 0;
+        lua_pushinteger(L, clamp_ms && i > 20 ? i % 20 : i);
+        break;
+    case 3:
+        take(in, &len, 1);
+        if (len > in->n)
+            len = (uint8_t)in->n;
+        memcpy(buf, in->p, len);
+        take(in, buf, len);
+        lua_pushlstring(L, buf, len);
+        break;
+    case 4:
+        lua_pushboolean(L, in->n > 0 && in->p[0] & 1);
+        break;
+    case 5:
+        lua_newtable(L);
+        break;
+    default: {
+        /* a host-like string: a literal address or a name, with brackets,
+         * a zone id or a trailing NUL now and then */
+        static const char *const hosts[] = {
+            "127.0.0.1", "::1", "[::1]", "localhost", "0.0.0.0", "::", "fe80::1%lo",
+            "192.0.2.1", "[fe80::1%1]", "256.1.1.1", "1.2.3", "[::1", "::ffff:127.0.0.1",
+            "nonexistent.invalid", "*", "",
+        };
+        take(in, &len, 1);
+        lua_pushstring(L, hosts[len % (sizeof hosts / sizeof hosts[0])]);
+        break;
+    }
+    }
+}
+
+static int open_fds(void)
+{
+    int fd, n = 0;
+    for (fd = 0; fd < 1024; fd++)
+        if (fcntl(fd, F_GETFD) != -1)
+            n++;
+    return n;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static lua_State *L;
+    static const char *const funcs[] = { "connect", "start", "bind", "resolve", "now", "sleep", "ipv6" };
+    struct input in = { data, size };
+    uint8_t pick = 0;
+    int nargs, before, top;
+    const char *fname;
+
+    if (L == NULL) {
+        L = luaL_newstate();
+        luaL_openlibs(L);
+        luaL_requiref(L, "tcp_port_used.core", luaopen_tcp_port_used_core, 0);
+        lua_setglobal(L, "core");
+    }
+    before = open_fds();
+    top = lua_gettop(L);
+    take(&in, &pick, 1);
+    fname = funcs[(pick & 0x7f) % (sizeof funcs / sizeof funcs[0])];
+    lua_getglobal(L, "core");
+    lua_getfield(L, -1, fname);
+    for (nargs = 0; nargs < 5 && in.n > 0; nargs++)
+        push_arg(L, &in, strcmp(fname, "sleep") == 0 || nargs >= 2);
+    if (lua_pcall(L, nargs, LUA_MULTRET, 0) == LUA_OK && (pick & 0x80)
+        && lua_type(L, top + 2) == LUA_TUSERDATA) {
+        /* a pending probe: poll it, expire it, and close it twice */
+        lua_getfield(L, top + 2, "poll");
+        lua_pushvalue(L, top + 2);
+        lua_pushnumber(L, 1);
+        lua_pcall(L, 2, LUA_MULTRET, 0);
+        lua_settop(L, top + 2);
+        lua_getfield(L, top + 2, "expire");
+        lua_pushvalue(L, top + 2);
+        lua_pcall(L, 1, LUA_MULTRET, 0);
+        lua_settop(L, top + 2);
+        lua_getfield(L, top + 2, "close");
+        lua_pushvalue(L, top + 2);
+        lua_pcall(L, 1, 0, 0);
+    }
+    lua_settop(L, top);
+    lua_gc(L, LUA_GCCOLLECT, 0);
+    if (open_fds() != before)
+        abort(); /* a descriptor outlived its probe */
+    return 0;
+}
