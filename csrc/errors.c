@@ -28,6 +28,11 @@ static const struct tpu_errname tpu_errnames[] = {
     { ECONNABORTED, "ECONNABORTED", "connection aborted" },
     { EPROTO, "EPROTO", "protocol error" },
     { EAGAIN, "EAGAIN", "resource temporarily unavailable" },
+    { ENOENT, "ENOENT", "no such file or directory" },
+    { EPROTONOSUPPORT, "EPROTONOSUPPORT", "protocol not supported" },
+    { EOPNOTSUPP, "EOPNOTSUPP", "operation not supported" },
+    { EBADMSG, "EBADMSG", "malformed reply from the kernel" },
+    { EMSGSIZE, "EMSGSIZE", "reply from the kernel larger than expected" },
     { 0, NULL, NULL }
 };
 

@@ -76,7 +76,7 @@ local function one_of(list)
   return set, table.concat(list, ", ")
 end
 
-local MODES, MODE_LIST = one_of { "connect", "bind", "any" }
+local MODES, MODE_LIST = one_of { "connect", "bind", "any", "listen" }
 local CLOSES, CLOSE_LIST = one_of { "auto", "graceful", "reset" }
 
 function M.mode(fname, argn, v)

@@ -15,9 +15,10 @@ local PERMANENT = {
 
 function M.permanent(err, code)
   if PERMANENT[code] then return true end
-  -- bind: the host is not an address of this machine. (For connect the
-  -- same code means the ephemeral ports ran out, which passes.)
-  return code == "EADDRNOTAVAIL" and type(err) == "string" and err:sub(1, 5) == "bind "
+  -- bind, listen: the host is not an address of this machine. (For
+  -- connect the same code means the ephemeral ports ran out, which passes.)
+  return code == "EADDRNOTAVAIL" and type(err) == "string"
+    and (err:sub(1, 5) == "bind " or err:sub(1, 7) == "listen ")
 end
 
 -- The default interval when retry_ms is not given: an eighth of the time

@@ -1,0 +1,88 @@
+--- Listen mode against connect mode, in one run (absolute times vary 2x
+-- between machines and days; only the ratios count):
+--   * one check of an open loopback port: listen mode, connect mode and
+--     the raw C connect loop, with few listening sockets on the machine
+--     and with 500 more;
+--   * 1024 ports: listen mode (one kernel query per family) next to
+--     check_many in connect mode;
+--   * the /proc fallback, for scale.
+-- Run from the top of the tree after `make all build/bench/raw_connect`:
+--   LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/5.4/?.so;;' lua5.4 bench/listen.lua
+local tpu = require "tcp_port_used"
+local core = require "tcp_port_used.core"
+local listen = require "tcp_port_used.listen"
+local socket = require "socket"
+
+local RAW = "build/bench/raw_connect"
+local N = tonumber(os.getenv("N")) or 20000
+
+local function ns_per_op(n, fn)
+  fn()
+  local t0 = core.now()
+  for _ = 1, n do fn() end
+  return (core.now() - t0) * 1e6 / n
+end
+
+local function raw(args)
+  local f = assert(io.popen(RAW .. " " .. args))
+  local out = f:read("*a")
+  f:close()
+  return assert(tonumber(out:match("([%d%.]+)")), "raw_connect said: " .. out)
+end
+
+-- The open port: raw_connect accepts and closes in a process of its own,
+-- so the accept queue never fills.
+local server = assert(io.popen("echo $$; exec " .. RAW .. " serve 127.0.0.1"))
+local server_pid = assert(tonumber(server:read("*l")))
+local port = assert(tonumber(server:read("*l")), "raw_connect serve printed no port")
+
+local function row(name, ns, base)
+  print(string.format("  %-44s %10.0f ns/op  %5.2fx connect check", name, ns, ns / base))
+end
+
+local function single(label)
+  print(label)
+  local connect = ns_per_op(N, function()
+    assert(tpu.check { port = port, host = "127.0.0.1", close = "reset" } == true)
+  end)
+  local c_loop = raw("connect 127.0.0.1 " .. port .. " " .. N)
+  local lis = ns_per_op(N, function() assert(tpu.check { port = port, mode = "listen" } == true) end)
+  local lis4 = ns_per_op(N, function()
+    assert(tpu.check { port = port, host = "127.0.0.1", mode = "listen" } == true)
+  end)
+  local exact = ns_per_op(N, function() assert(core.listen_exact("127.0.0.1", port) == true) end)
+  row("connect check, 127.0.0.1 (close = reset)", connect, connect)
+  row("raw C socket+connect+close loop", c_loop, connect)
+  row("listen check, host omitted (127.0.0.1, ::1)", lis, connect)
+  row("listen check, 127.0.0.1", lis4, connect)
+  row("core.listen_exact, 127.0.0.1", exact, connect)
+  return connect
+end
+
+single("one open port, " .. #assert(core.listeners(1, 65535)) .. " listening sockets on the machine")
+
+local extra = {}
+for i = 1, 500 do extra[i] = assert(socket.bind("127.0.0.1", 0)) end
+local connect = single("one open port, " .. #assert(core.listeners(1, 65535)) .. " listening sockets on the machine")
+
+-- 1024 refused ports: a free range next to nothing
+local lo = 20000
+local ports = {}
+for i = 1, 1024 do ports[i] = lo + i - 1 end
+print("1024 ports")
+local many = ns_per_op(20, function() assert(listen.check_many(ports, nil)) end)
+row("listen.check_many, host omitted", many, connect)
+if tpu.check_many then
+  local cm = ns_per_op(20, function() assert(tpu.check_many(ports, "127.0.0.1")) end)
+  row("check_many, connect mode, 127.0.0.1", cm, connect)
+end
+
+print("the /proc fallback")
+listen.backend("proc")
+local proc = ns_per_op(50, function() assert(tpu.check { port = port, mode = "listen" } == true) end)
+row("listen check via /proc/net/tcp*", proc, connect)
+listen.backend(false)
+
+for _, s in ipairs(extra) do s:close() end
+os.execute("kill " .. server_pid)
+server:close()
