@@ -71,7 +71,7 @@ test-valgrind: deps all
 	@sh scripts/test.sh valgrind
 
 lint: deps
-	luacheck lua spec bin bench examples $(wildcard types)
+	luacheck lua spec bin bench examples
 	cppcheck --quiet --error-exitcode=1 --enable=warning,style,performance,portability \
 	  --std=c99 --inline-suppr --suppress=missingIncludeSystem --suppress=toomanyconfigs \
 	  -I csrc -I /usr/include/lua5.4 csrc/core.c

@@ -25,8 +25,17 @@ build = {
       ["tcp_port_used.args"] = "lua/tcp_port_used/args.lua",
       ["tcp_port_used.loop"] = "lua/tcp_port_used/loop.lua",
       ["tcp_port_used.sched"] = "lua/tcp_port_used/sched.lua",
+      ["tcp_port_used.ngx"] = "lua/tcp_port_used/ngx.lua",
+      ["tcp_port_used.many"] = "lua/tcp_port_used/many.lua",
+      ["tcp_port_used.free"] = "lua/tcp_port_used/free.lua",
+      ["tcp_port_used.listen"] = "lua/tcp_port_used/listen.lua",
       ["tcp_port_used.core"] = {
          sources = { "csrc/core.c" },
+      },
+   },
+   install = {
+      bin = {
+         ["tcp-port-used"] = "bin/tcp-port-used",
       },
    },
 }

@@ -6,6 +6,7 @@ local core = require "tcp_port_used.core"
 local args = require "tcp_port_used.args"
 local loop = require "tcp_port_used.loop"
 local sched = require "tcp_port_used.sched"
+local listen = require "tcp_port_used.listen"
 
 local M = { _VERSION = core._VERSION }
 
@@ -34,6 +35,8 @@ end
 local function probe(o, port, budget, sleep)
   local mode = o.mode
   if mode == "bind" then return core_bind(o.host, port) end
+  -- asked of the kernel, which answers at once: no connection, no wait
+  if mode == "listen" then return listen.check(o.host, port) end
   local r, err, code
   if sleep then
     r, err, code = connect_nonblocking(o.host, port, budget, o.close, sleep)
@@ -83,5 +86,29 @@ define("wait_until_free_on_host", false, true, false)
 define("wait_for_status", nil, true, true)
 
 M.run = sched.run
+
+--- owner(port [, host]): who listens on port (host nil: any local
+-- address), one entry per socket: { address, port, uid, inode, pid,
+-- command, pids } or, where the holder may not be inspected, pid nil and
+-- a `reason`. See tcp_port_used.listen.
+local function owner_args(port, host)
+  -- a normalizer of its own, so that an error lands on owner's caller
+  args.port("owner", 1, port)
+  args.host("owner", 2, host)
+end
+
+function M.owner(port, host)
+  owner_args(port, host)
+  return listen.owner(port, host)
+end
+
+local many = require "tcp_port_used.many"
+M.check_many, M.range = many.check_many, many.range
+M.find_free = require("tcp_port_used.free").find_free
+
+-- For the adapters: one probe in any mode through the C core, non-blocking
+-- when given a sleep (tcp_port_used.ngx uses it where cosockets cannot do
+-- the job: bind and any modes, close = "reset").
+M._probe = probe
 
 return M

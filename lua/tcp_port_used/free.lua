@@ -1,0 +1,81 @@
+--- find_free: a TCP port that nothing holds now, by bind probes. The
+-- answer can be stale by the time the caller binds it (see the README's
+-- "Free ports"): a caller that can should bind port 0 itself and keep the
+-- socket.
+local core = require "tcp_port_used.core"
+local args = require "tcp_port_used.args"
+
+local M = {}
+
+local type, tostring = type, tostring
+local core_bind, core_bind_port0 = core.bind, core.bind_port0
+
+-- Where the kernel's pick falls on an excluded port, it is asked again.
+local PORT0_TRIES = 64
+
+local KEYS = { host = true, from = true, to = true, exclude = true }
+
+local function options(fname, o)
+  if o == nil then o = {} end
+  if type(o) ~= "table" then args.fail(fname, 1, "options must be a table or nil", o, 4) end
+  args.known(fname, 1, o, KEYS)
+  local host = args.host(fname, 1, o.host)
+  local from, to = o.from, o.to
+  if from ~= nil or to ~= nil then
+    from = from == nil and 1024 or args.port(fname, 1, from, "from")
+    to = to == nil and 65535 or args.port(fname, 1, to, "to")
+    if to < from then
+      args.fail(fname, 1, "to must not be below from (" .. from .. ")", to, 4)
+    end
+  end
+  local exclude = {}
+  if o.exclude ~= nil then
+    if type(o.exclude) ~= "table" then
+      args.fail(fname, 1, "exclude must be a list of ports", o.exclude, 4)
+    end
+    for i, p in ipairs(o.exclude) do
+      exclude[args.port(fname, 1, p, "exclude[" .. i .. "]")] = true
+    end
+  end
+  return host, from, to, exclude
+end
+
+-- true (held), false (free on every address) or nil, err, code. Without
+-- a host a port is free only when both wildcards can bind it, as a
+-- server listening on every address would.
+local function held(host, port, ipv6)
+  if host then return core_bind(host, port) end
+  local r, err, code = core_bind("0.0.0.0", port)
+  if r ~= false or not ipv6 then return r, err, code end
+  return core_bind("::", port)
+end
+
+--- find_free{ host =, from =, to =, exclude = }: a port free now on host
+-- (every local address when omitted). With a range (from defaults to
+-- 1024, to to 65535) the lowest free port in it not excluded; without,
+-- the port the kernel picks. nil, err, code when the range is exhausted
+-- or a probe fails.
+function M.find_free(o)
+  local host, from, to, exclude = options("find_free", o)
+  if not from then
+    for _ = 1, PORT0_TRIES do
+      local p, err, code = core_bind_port0(host)
+      if not p then return nil, err, code end
+      if not exclude[p] then return p end
+    end
+    return nil, "bind " .. tostring(host or "*") .. ": the kernel kept picking excluded ports",
+      "EADDRINUSE"
+  end
+  local ipv6 = host == nil and core.ipv6()
+  for p = from, to do
+    if not exclude[p] then
+      local r, err, code = held(host, p, ipv6)
+      if r == false then return p end
+      if r == nil then return nil, err, code end
+    end
+  end
+  return nil, "bind " .. tostring(host or "*") .. ": no free port in " .. from .. ".." .. to,
+    "EADDRINUSE"
+end
+
+return M

@@ -1,0 +1,263 @@
+--- tcp_port_used.ngx: the tcp_port_used API inside OpenResty.
+-- In the phases that have cosockets (rewrite, access, content, timer,
+-- ssl_cert, ssl_session_fetch, ssl_client_hello) a probe is a cosocket
+-- connect and a wait sleeps with ngx.sleep, so nginx keeps serving other
+-- requests meanwhile. init_by_lua may block, so it gets the core's
+-- blocking waits. init_worker_by_lua has neither, so it gets on_used /
+-- on_free, which run the wait in an ngx.timer.at handler. Every other
+-- phase raises an error naming the phase rather than freeze the worker.
+-- luacheck: read globals ngx
+if type(ngx) ~= "table" or type(ngx.get_phase) ~= "function" then
+  error("tcp_port_used.ngx runs inside OpenResty (nginx with lua-nginx-module); " ..
+    "elsewhere require 'tcp_port_used'", 2)
+end
+
+local tpu = require "tcp_port_used"
+local core = require "tcp_port_used.core"
+local args = require "tcp_port_used.args"
+local loop = require "tcp_port_used.loop"
+
+local M = { _VERSION = tpu._VERSION }
+
+local type, tostring, pairs, pcall, error = type, tostring, pairs, pcall, error
+local min, max, ceil = math.min, math.max, math.ceil
+local now, core_probe, core_resolve = core.now, tpu._probe, core.resolve
+local get_phase, tcp, ngx_sleep, timer_at = ngx.get_phase, ngx.socket.tcp, ngx.sleep, ngx.timer.at
+local exiting = ngx.worker.exiting
+local unpack = table.unpack or unpack -- luacheck: ignore 143
+
+-- Where cosockets and ngx.sleep both work (lua-nginx-module's README).
+local COSOCKET_PHASES = {
+  rewrite = true, access = true, content = true, timer = true,
+  ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true,
+}
+
+local function sleep_ms(ms)
+  ngx_sleep(ms / 1000)
+end
+
+local function phase_error(fname, phase, doing)
+  error(string.format("%s: cannot %s in the nginx '%s' phase: it has no cosockets or " ..
+    "ngx.sleep and must not block (call it from a rewrite, access, content or timer " ..
+    "handler, or use on_used/on_free, which run it in a timer)", fname, doing, phase), 3)
+end
+
+-- lua-nginx-module reports a failed connect as strerror() with a lower-case
+-- first letter; these are the codes the C core would give, with its words.
+local ERRORS = {
+  ["timeout"] = { "ETIMEDOUT", "timed out" },
+  ["no route to host"] = { "EHOSTUNREACH", "host unreachable" },
+  ["network is unreachable"] = { "ENETUNREACH", "network unreachable" },
+  ["host is down"] = { "EHOSTDOWN", "host is down" },
+  ["network is down"] = { "ENETDOWN", "network is down" },
+  ["permission denied"] = { "EACCES", "permission denied" },
+  ["operation not permitted"] = { "EPERM", "operation not permitted" },
+  ["cannot assign requested address"] = { "EADDRNOTAVAIL", "address not available" },
+  ["address family not supported by protocol"] = { "EAFNOSUPPORT", "address family not supported" },
+  ["too many open files"] = { "EMFILE", "too many open files" },
+  ["too many open files in system"] = { "ENFILE", "too many open files in system" },
+  ["no buffer space available"] = { "ENOBUFS", "no buffer space available" },
+  ["connection reset by peer"] = { "ECONNRESET", "connection reset" },
+  ["no memory"] = { "ENOMEM", "out of memory" },
+}
+
+-- Errors of an IPv6 address that a machine without IPv6 explains.
+local NO_FAMILY = { EAFNOSUPPORT = true, EADDRNOTAVAIL = true, ENETUNREACH = true }
+
+local LOOPBACKS = {
+  { family = "inet", address = "127.0.0.1" },
+  { family = "inet6", address = "::1" },
+}
+
+-- Literals connect as they are; a name goes through the system resolver
+-- (getaddrinfo, via the C core) so that every address is tried and
+-- /etc/hosts counts, as in tcp_port_used. That lookup blocks the worker:
+-- instant for literals and /etc/hosts names, a DNS round trip otherwise.
+local function targets(host)
+  if host == nil then return LOOPBACKS, false end
+  local list, err, code = core_resolve(host)
+  if not list then return nil, err, code end
+  local bare = host:match("^%[(.*)%]$") or host
+  return list, not (bare:find(":", 1, true) or bare:match("^%d+%.%d+%.%d+%.%d+$"))
+end
+
+local function where(host, named, t, port)
+  local a = t.family == "inet6" and "[" .. t.address .. "]:" .. port or t.address .. ":" .. port
+  if named then return host .. ":" .. port .. " (" .. a .. ")" end
+  return a
+end
+
+-- One cosocket connect: true, false (refused), or nil, err, code.
+local function connect_one(t, port, budget)
+  local sock, serr = tcp()
+  if not sock then return nil, serr, "EUNKNOWN" end
+  sock:settimeout(max(1, ceil(budget)))
+  local ok, err = sock:connect(t.family == "inet6" and "[" .. t.address .. "]" or t.address, port)
+  if ok then
+    -- An ordinary close (FIN): the server logs nothing.
+    sock:close()
+    return true
+  end
+  if err == "connection refused" then return false end
+  local e = ERRORS[err]
+  if e then return nil, e[2], e[1] end
+  return nil, err, "EUNKNOWN"
+end
+
+-- The cosocket probe of every address of host within one budget, with the
+-- C core's verdict: true if any accepts, false if all refuse, otherwise
+-- the error of the first that failed; IPv6 addresses are skipped on a
+-- machine without IPv6.
+local function cosocket_probe(host, port, budget)
+  local list, named, code = targets(host)
+  if not list then return nil, named, code end
+  local due = now() + budget
+  local refused, failed, fcode
+  for i = 1, #list do
+    local t = list[i]
+    local r, err, c = connect_one(t, port, max(1, due - now()))
+    if r == true then return true end
+    if r == false then
+      refused = true
+    elseif not (t.family == "inet6" and NO_FAMILY[c] and not core.ipv6()) and not failed then
+      failed, fcode = "connect " .. where(host, named, t, port) .. ": " .. err, c
+    end
+  end
+  if failed then return nil, failed, fcode end
+  if refused then return false end
+  return nil, "connect " .. where(host, named, list[1], port) ..
+    ": no address of a family this machine has", "EAFNOSUPPORT"
+end
+
+-- Cosockets cannot bind, ask the kernel who listens, or close with a
+-- reset (no SO_LINGER), so those probes go through the C core, whose
+-- connect is polled between ngx.sleep calls.
+local function probe(o, port, budget, sleep)
+  if o.mode == "connect" and o.close ~= "reset" then
+    return cosocket_probe(o.host, port, budget)
+  end
+  return core_probe(o, port, budget, sleep)
+end
+
+local function wait_here(o, sleep)
+  return loop.wait(o, function(port, budget)
+    return probe(o, port, budget, sleep)
+  end, sleep, now)
+end
+
+--- check(port [, host]) or check{ port, host, timeout_ms, mode, close }.
+function M.check(a, b)
+  local o = args.check("check", a, b)
+  local phase = get_phase()
+  if COSOCKET_PHASES[phase] then return probe(o, o.port, o.timeout_ms, sleep_ms) end
+  -- No request is served yet in these phases: one probe bounded by
+  -- timeout_ms may block.
+  if phase == "init" or phase == "init_worker" then
+    return core_probe(o, o.port, o.timeout_ms, nil)
+  end
+  phase_error("check", phase, "probe")
+end
+
+local function define(fname, in_use, takes_host, takes_in_use)
+  M[fname] = function(a, ...)
+    local o
+    if type(a) == "table" then
+      o = args.wait_table(fname, a, in_use)
+    else
+      o = args.wait_positional(fname, in_use, takes_host, takes_in_use, a, ...)
+    end
+    local phase = get_phase()
+    if COSOCKET_PHASES[phase] then return wait_here(o, o.sleep or sleep_ms) end
+    if phase == "init" then
+      local sleep = o.sleep or core.sleep
+      return loop.wait(o, function(port, budget)
+        return core_probe(o, port, budget, o.sleep)
+      end, sleep, now)
+    end
+    phase_error(fname, phase, "wait")
+  end
+end
+
+define("wait_until_used", true, false, false)
+define("wait_until_free", false, false, false)
+define("wait_until_used_on_host", true, true, false)
+define("wait_until_free_on_host", false, true, false)
+define("wait_for_status", nil, true, true)
+
+-- A worker that is shutting down must not be held by a long wait: the
+-- timer's sleeps are cut into slices, and between them the wait ends
+-- with "shutdown".
+local SHUTDOWN = setmetatable({}, { __tostring = function() return "shutdown" end })
+local SHUTDOWN_SLICE_MS = 100
+
+local function timer_sleep(user_sleep)
+  return function(ms)
+    if user_sleep then
+      user_sleep(ms)
+    else
+      local due = now() + ms
+      while true do
+        if exiting() then error(SHUTDOWN) end
+        local left = due - now()
+        if left <= 0 then break end
+        ngx_sleep(min(left, SHUTDOWN_SLICE_MS) / 1000)
+      end
+    end
+    if exiting() then error(SHUTDOWN) end
+  end
+end
+
+local function pack(...)
+  return { n = select("#", ...), ... }
+end
+
+local function on_timer(premature, o, cb)
+  if premature then return cb(nil, "shutdown") end
+  local r = pack(pcall(wait_here, o, timer_sleep(o.sleep)))
+  if r[1] then return cb(unpack(r, 2, r.n)) end
+  if r[2] == SHUTDOWN then return cb(nil, "shutdown") end
+  -- An error raised by on_retry or opts.sleep: the callback still runs
+  -- exactly once, and hears of it.
+  return cb(nil, tostring(r[2]))
+end
+
+-- on_used(port, opts, cb) or on_used(opts, cb): starts the wait in a
+-- timer and returns true at once; cb(values of the wait) runs later,
+-- exactly once: cb(nil, "shutdown") when the worker exits first. Returns
+-- nil, err when nginx refuses the timer (lua_max_pending_timers), and cb
+-- is then never called.
+local function define_on(fname, in_use)
+  M[fname] = function(a, b, c)
+    local t, cb, cb_argn = a, b, 2
+    if type(a) ~= "table" then
+      if b ~= nil and type(b) ~= "table" then
+        args.fail(fname, 2, "opts must be a table or nil", b, 3)
+      end
+      t = {}
+      for k, v in pairs(b or {}) do t[k] = v end
+      if t.port ~= nil or t.ports ~= nil then
+        error(string.format("bad argument #2 to '%s' (opts must not hold port or ports " ..
+          "when the port is argument #1)", fname), 2)
+      end
+      t.port, cb, cb_argn = a, c, 3
+    end
+    local o = args.wait_table(fname, t, in_use)
+    if type(cb) ~= "function" then
+      args.fail(fname, cb_argn, "callback must be a function", cb, 3)
+    end
+    local phase = get_phase()
+    if phase == "init" then
+      error(string.format("%s: nginx has no timers in the 'init' phase (call %s there, " ..
+        "which blocks as init allows, or %s from init_worker_by_lua)", fname,
+        in_use and "wait_until_used" or "wait_until_free", fname), 2)
+    end
+    local ok, err = timer_at(0, on_timer, o, cb)
+    if not ok then return nil, fname .. ": cannot start a timer: " .. tostring(err) end
+    return true
+  end
+end
+
+define_on("on_used", true)
+define_on("on_free", false)
+
+return M

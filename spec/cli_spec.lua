@@ -1,0 +1,259 @@
+-- The real script, run as a subprocess on this runtime.
+local core = require "tcp_port_used.core"
+local H = require "helpers"
+
+local has_ipv6 = core.ipv6()
+
+local ENV = string.format("LUA_PATH=%s LUA_CPATH=%s ",
+  H.quote(H.root .. "/lua/?.lua;" .. H.root .. "/lua/?/init.lua;;"), H.quote(H.cpath .. ";;"))
+local CLI = ENV .. H.lua .. " " .. H.quote(H.root .. "/bin/tcp-port-used")
+
+--- Runs the CLI with a shell-quoted argument string; returns stdout,
+-- stderr, exit status and the milliseconds it took.
+local function cli(argstr)
+  local errfile = os.tmpname()
+  local t0 = core.now()
+  local out, rc = H.run(CLI .. " " .. argstr .. " 2>" .. errfile)
+  local took = core.now() - t0
+  local f = io.open(errfile)
+  local err = f:read("*a")
+  f:close()
+  os.remove(errfile)
+  return out, err, rc, took
+end
+
+describe("tcp-port-used (CLI)", function()
+  local l, r
+  before_each(function()
+    l = H.listen("127.0.0.1")
+    r = H.reserve("127.0.0.1")
+  end)
+  after_each(function()
+    l.close()
+    r.close()
+  end)
+
+  it("--help prints usage and exit codes on stdout and exits 0", function()
+    local out, err, rc = cli("--help")
+    assert.equals(0, rc)
+    assert.equals("", err)
+    assert.matches("^Usage: tcp%-port%-used COMMAND", out)
+    for _, s in ipairs { "check", "wait-used", "wait-free", "find-free", "--timeout", "--retry",
+                         "--quiet", "--mode", "Exit status", "1  free (check), timed out" } do
+      assert.matches(s, out, 1, true)
+    end
+    assert.equals(out, (cli("check -h")))
+  end)
+
+  it("--version prints the version and exits 0", function()
+    local out, _, rc = cli("--version")
+    assert.equals(0, rc)
+    assert.equals("tcp-port-used " .. core._VERSION .. "\n", out)
+  end)
+
+  describe("check", function()
+    it("exits 0 for a port in use and 1 for a free one", function()
+      local out, err, rc = cli("check " .. l.port)
+      assert.equals(0, rc, err)
+      assert.equals("port " .. l.port .. " in use\n", out)
+      out, err, rc = cli("check 127.0.0.1:" .. r.port)
+      assert.equals(1, rc, err)
+      assert.equals("127.0.0.1:" .. r.port .. " free\n", out)
+      out, err, rc = cli("check " .. l.port .. " localhost")
+      assert.equals(0, rc, err)
+      assert.equals("localhost:" .. l.port .. " in use\n", out)
+    end)
+
+    it("takes IPv6 addresses in brackets", function()
+      if not has_ipv6 then
+        pending("this machine has no IPv6")
+        return
+      end
+      local l6 = H.listen("::1")
+      local out, err, rc = cli("check '[::1]:" .. l6.port .. "'")
+      assert.equals(0, rc, err)
+      assert.equals("[::1]:" .. l6.port .. " in use\n", out)
+      out, err, rc = cli("check " .. l6.port .. " '[::1]'")
+      assert.equals(0, rc, err)
+      assert.equals("[::1]:" .. l6.port .. " in use\n", out)
+      out, err, rc = cli("check " .. l6.port .. " 127.0.0.1")
+      assert.equals(1, rc, err)
+      assert.equals("127.0.0.1:" .. l6.port .. " free\n", out)
+      l6.close()
+    end)
+
+    it("exits 2 with the error on stderr when the probe fails", function()
+      local b = H.full_backlog()
+      local out, err, rc, took = cli("check 127.0.0.1:" .. b.port .. " --timeout 200ms")
+      b.close()
+      assert.equals(2, rc)
+      assert.equals("", out)
+      assert.equals("tcp-port-used: connect 127.0.0.1:" .. b.port .. ": timed out\n", err)
+      assert.is_true(took < 5000, "took " .. took)
+    end)
+
+    it("passes --mode to the library", function()
+      local _, err, rc = cli("check 127.0.0.1:" .. r.port .. " --mode bind")
+      assert.equals(0, rc, err)
+      _, err, rc = cli("check 127.0.0.1:" .. r.port .. " --mode=connect")
+      assert.equals(1, rc, err)
+    end)
+
+    it("prints nothing with --quiet; the exit status tells", function()
+      local out, err, rc = cli("-q check " .. l.port)
+      assert.same({ "", "", 0 }, { out, err, rc })
+      out, err, rc = cli("check " .. r.port .. " 127.0.0.1 --quiet")
+      assert.same({ "", "", 1 }, { out, err, rc })
+    end)
+  end)
+
+  describe("wait-used", function()
+    it("waits for a port that opens later, saying so on stderr", function()
+      local port = H.free_port()
+      local pid = H.listen_later(port, 0.3, 5)
+      local out, err, rc, took = cli("wait-used 127.0.0.1:" .. port .. " --timeout 10s")
+      H.kill(pid)
+      assert.equals(0, rc, err)
+      assert.equals("", out)
+      assert.matches("^tcp%-port%-used: waiting up to 10 s for 127%.0%.0%.1:" .. port ..
+        " to be in use\n", err)
+      assert.matches("127.0.0.1:" .. port .. " in use after %d+ ms\n$", err)
+      assert.is_true(took >= 250 and took < 9000, "took " .. took)
+    end)
+
+    it("waits for every target, on several hosts", function()
+      local l2 = H.listen("127.0.0.1")
+      local _, err, rc = cli(string.format("wait-used %d 127.0.0.1:%d localhost:%d --timeout 5000",
+        l.port, l2.port, l.port))
+      l2.close()
+      assert.equals(0, rc, err)
+      assert.matches("for port " .. l.port .. ", 127.0.0.1:" .. l2.port .. " and localhost:" ..
+        l.port .. " to be in use", err, 1, true)
+    end)
+
+    it("exits 1 when the timeout passes, within the timeout plus a probe", function()
+      local out, err, rc, took = cli("wait-used " .. r.port .. " --timeout 0.3s --retry 50")
+      assert.equals(1, rc)
+      assert.equals("", out)
+      assert.matches("timed out after %d+ ms waiting for port " .. r.port .. " to be in use", err)
+      assert.is_true(took >= 290 and took < 5000, "took " .. took)
+    end)
+
+    it("replaces itself with the command after -- once ready", function()
+      -- the shell's pid is the CLI's after `exec`; the command run by the
+      -- CLI prints its own pid: the same number only if the CLI exec'd it
+      local out, rc = H.run("sh -c " .. H.quote("echo $$; exec env " .. CLI ..
+        " wait-used " .. l.port .. " -q -- sh -c 'echo $$; exit 7'") .. " 2>&1")
+      assert.equals(7, rc, out)
+      local a, b = out:match("^(%d+)\n(%d+)\n$")
+      assert.is_truthy(a, out)
+      assert.equals(a, b)
+    end)
+
+    it("does not run the command when the wait times out", function()
+      local out, _, rc = cli("wait-used " .. r.port .. " -t 100 -- echo ran")
+      assert.equals(1, rc)
+      assert.equals("", out)
+    end)
+
+    it("exits 2 when the command cannot be run", function()
+      local _, err, rc = cli("wait-used " .. l.port .. " -- ./no-such-command-here")
+      assert.equals(2, rc)
+      assert.matches("exec ./no-such-command-here: ", err, 1, true)
+    end)
+  end)
+
+  describe("wait-free", function()
+    it("waits until a port is released", function()
+      local port = H.free_port()
+      local pid = H.listen_until(port, 0.3)
+      local _, err, rc, took = cli("wait-free 127.0.0.1:" .. port .. " --retry 20 --timeout 10000")
+      H.kill(pid)
+      assert.equals(0, rc, err)
+      assert.matches("127.0.0.1:" .. port .. " free after", err, 1, true)
+      assert.is_true(took >= 100 and took < 9000, "took " .. took)
+    end)
+
+    it("exits 1 when the port stays in use", function()
+      local _, err, rc = cli("wait-free " .. l.port .. " --timeout 200 -q")
+      assert.equals(1, rc)
+      assert.equals("", err)
+    end)
+  end)
+
+  describe("find-free", function()
+    it("prints a port that is free now", function()
+      local out, err, rc = cli("find-free")
+      assert.equals(0, rc, err)
+      local p = tonumber(out:match("^(%d+)\n$"))
+      assert.is_number(p)
+      assert.is_false(require("tcp_port_used").check { port = p, mode = "bind" })
+    end)
+
+    it("searches --from --to and exits 1 when nothing there is free", function()
+      local out, err, rc = cli("find-free 127.0.0.1 --from " .. l.port .. " --to " .. l.port)
+      assert.equals(1, rc)
+      assert.equals("", out)
+      assert.matches("no free port in " .. l.port .. ".." .. l.port, err, 1, true)
+      out, err, rc = cli("find-free 127.0.0.1 --quiet --from " .. l.port .. " --to " ..
+        math.min(l.port + 30, 65535))
+      assert.equals(0, rc, err)
+      assert.is_true(tonumber(out) > l.port)
+    end)
+  end)
+
+  describe("who", function()
+    it("names the process that listens, and exits 0", function()
+      local out, _, rc = cli(tostring(l.port))
+      assert.equals(2, rc, out)
+      out, _, rc = cli("who " .. l.port)
+      assert.equals(0, rc)
+      assert.matches(l.port .. " on 127.0.0.1 is held by pid " .. H.pid() .. " %(", out)
+    end)
+    it("says nothing listens and exits 1 on a port held but not listening", function()
+      local out, _, rc = cli("who " .. r.port)
+      assert.equals(1, rc)
+      assert.equals("nothing listens on " .. r.port .. "\n", out)
+      out, _, rc = cli("--quiet who " .. r.port)
+      assert.equals(1, rc)
+      assert.equals("", out)
+    end)
+    it("rejects a bad port with exit 2", function()
+      local _, err, rc = cli("who 0")
+      assert.equals(2, rc)
+      assert.matches("PORT must be a port number in 1..65535", err)
+    end)
+  end)
+
+  describe("usage errors", function()
+    local cases = {
+      { "", "no command given" },
+      { "frobnicate", "unknown command 'frobnicate'" },
+      { "check", "check takes [HOST:]PORT [HOST]" },
+      { "check 0", "must be a port number in 1..65535, not '0'" },
+      { "check 80.5", "not '80.5'" },
+      { "check db:http", "not 'http'" },
+      { "check ::1:80", "put an IPv6 address in brackets, as in [::1]:6379" },
+      { "check :80", "empty host in ':80'" },
+      { "check db:80 otherhost", "give the host once" },
+      { "check 80 --retry 5", "check does not take --retry" },
+      { "check 80 --mode nope", "--mode: mode must be one of connect" },
+      { "check 80 --bogus", "unknown option '--bogus'" },
+      { "wait-used", "name at least one [HOST:]PORT" },
+      { "wait-used 80 --timeout 3h", "--timeout takes milliseconds or a number with ms, s or m" },
+      { "wait-used 80 --retry", "--retry needs a value" },
+      { "wait-used 80 --", "nothing to run after --" },
+      { "find-free --from 70000", "--from must be a port number" },
+      { "check 80 -- true", "check does not run a command" },
+    }
+    for _, c in ipairs(cases) do
+      it("'" .. c[1] .. "' exits 2, even with --quiet", function()
+        local out, err, rc = cli("--quiet " .. c[1])
+        assert.equals(2, rc, err)
+        assert.equals("", out)
+        assert.matches(c[2], err, 1, true)
+        assert.matches("(see tcp-port-used --help)", err, 1, true)
+      end)
+    end
+  end)
+end)

@@ -1,0 +1,150 @@
+-- types/ (LuaLS definitions) keeps up with the code: every public function
+-- of each module table has an entry in its types file, and every entry
+-- names a function that exists. The modules are loaded for real and their
+-- tables enumerated; the adapters where their runtime is (nginx for
+-- tcp_port_used.ngx).
+local H = require "helpers"
+
+local load_string = loadstring or load -- luacheck: ignore 113
+
+local function slurp(path)
+  local f = assert(io.open(path))
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local function typed_names(path)
+  local names = {}
+  for name in slurp(path):gmatch("\nfunction M%.([%w_]+)%(") do names[name] = true end
+  return names
+end
+
+local function public_functions(mod)
+  local names = {}
+  for k, v in pairs(mod) do
+    if type(v) == "function" and not tostring(k):match("^_") then names[k] = true end
+  end
+  return names
+end
+
+local function sorted(set)
+  local list = {}
+  for k in pairs(set) do list[#list + 1] = k end
+  table.sort(list)
+  return list
+end
+
+local function compare(names, path)
+  local typed = typed_names(H.root .. "/" .. path)
+  local untyped, missing = {}, {}
+  for k in pairs(names) do if not typed[k] then untyped[#untyped + 1] = k end end
+  for k in pairs(typed) do if not names[k] then missing[#missing + 1] = k end end
+  table.sort(untyped)
+  table.sort(missing)
+  assert.same({}, untyped, "public functions without an entry in " .. path)
+  assert.same({}, missing, "entries in " .. path .. " for functions the module lacks")
+end
+
+--- The function names of tcp_port_used.ngx, read inside a real nginx
+-- (the module refuses to load anywhere else): init_by_lua writes them to
+-- a file and ends the process.
+local function ngx_names()
+  local nginx = "/usr/sbin/nginx"
+  local mods = { "/usr/lib/nginx/modules/ndk_http_module.so",
+                 "/usr/lib/nginx/modules/ngx_http_lua_module.so" }
+  for _, p in ipairs { nginx, mods[1], mods[2], H.root .. "/build/jit/tcp_port_used/core.so" } do
+    local f = io.open(p)
+    if not f then return nil, p .. " is missing" end
+    f:close()
+  end
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir -p " .. H.quote(dir .. "/logs")))
+  local conf = io.open(dir .. "/nginx.conf", "w")
+  conf:write(string.format([[
+load_module %s;
+load_module %s;
+error_log stderr;
+pid %s/nginx.pid;
+daemon off;
+master_process off;
+events {}
+http {
+  lua_package_path "%s/lua/?.lua;%s/lua/?/init.lua;;";
+  lua_package_cpath "%s/build/jit/?.so;;";
+  init_by_lua_block {
+    local m = require "tcp_port_used.ngx"
+    local f = assert(io.open("%s/names", "w"))
+    for k, v in pairs(m) do
+      if type(v) == "function" and not tostring(k):match("^_") then f:write(k, "\n") end
+    end
+    f:close()
+    os.exit(0)
+  }
+}
+]], mods[1], mods[2], dir, H.root, H.root, H.root, dir))
+  conf:close()
+  local out = H.run(nginx .. " -p " .. H.quote(dir) .. " -c " .. H.quote(dir .. "/nginx.conf") ..
+    " 2>&1")
+  local f = io.open(dir .. "/names")
+  local names
+  if f then
+    names = {}
+    for line in f:lines() do names[line] = true end
+    f:close()
+  end
+  os.execute("rm -rf " .. H.quote(dir))
+  if not names then error("nginx did not list tcp_port_used.ngx: " .. out) end
+  return names
+end
+
+describe("types/", function()
+  it("types every public function of tcp_port_used", function()
+    compare(public_functions(require "tcp_port_used"), "types/tcp_port_used.lua")
+  end)
+
+  it("types every public function of tcp_port_used.uv", function()
+    local ok, mod = pcall(require, "tcp_port_used.uv")
+    if not ok then
+      pending("tcp_port_used.uv does not load here: " .. tostring(mod):sub(1, 200))
+      return
+    end
+    compare(public_functions(mod), "types/tcp_port_used/uv.lua")
+  end)
+
+  it("types every public function of tcp_port_used.ngx", function()
+    local names, why = ngx_names()
+    if not names then
+      pending("no nginx with lua-nginx-module here: " .. why)
+      return
+    end
+    compare(names, "types/tcp_port_used/ngx.lua")
+  end)
+
+  it("notices a function without an entry, and an entry without a function", function()
+    local names = public_functions(require "tcp_port_used")
+    names.not_typed_anywhere = true
+    assert.has_error(function() compare(names, "types/tcp_port_used.lua") end)
+    names.not_typed_anywhere, names.check = nil, nil
+    assert.has_error(function() compare(names, "types/tcp_port_used.lua") end)
+  end)
+
+  it("are meta files that load as Lua", function()
+    for _, path in ipairs { "types/tcp_port_used.lua", "types/tcp_port_used/ngx.lua",
+                            "types/tcp_port_used/uv.lua" } do
+      local src = slurp(H.root .. "/" .. path)
+      assert.matches("^%-%-%-@meta ", src)
+      assert.is_function(assert(load_string(src, "@" .. path)))
+    end
+  end)
+
+  it("type the option keys the code accepts", function()
+    local src = slurp(H.root .. "/types/tcp_port_used.lua")
+    for _, key in ipairs(sorted { port = 1, ports = 1, host = 1, in_use = 1, retry_ms = 1,
+        timeout_ms = 1, attempt_ms = 1, mode = 1, close = 1, sleep = 1, on_retry = 1,
+        yield = 1, max_inflight = 1, from = 1, to = 1, exclude = 1 }) do
+      assert.matches("---@field " .. key .. "%??", src)
+    end
+  end)
+end)

@@ -1,0 +1,198 @@
+---@meta tcp_port_used
+-- LuaLS definitions for tcp_port_used (https://luals.github.io). Add this
+-- directory to `workspace.library`; tcp_port_used/ngx.lua and
+-- tcp_port_used/uv.lua beside this file type the adapters.
+
+---How a probe decides: `"connect"` (a server accepts), `"bind"` (a
+---SO_REUSEADDR socket cannot bind), `"any"` (either), `"listen"` (the
+---kernel lists a listening socket; this machine only, sends nothing).
+---@alias tcp_port_used.mode "connect"|"bind"|"any"|"listen"
+
+---How a connected probe closes: `"auto"` (FIN, or a reset above about 100
+---probes a second), `"graceful"` (always FIN), `"reset"` (always RST).
+---@alias tcp_port_used.close "auto"|"graceful"|"reset"
+
+---What a wait's callback (on_used, on_free) receives: the wait's returns.
+---@alias tcp_port_used.callback fun(ok: true|nil, err: string|nil, last_err: string|nil, code: string|nil)
+
+---@class tcp_port_used.check_opts
+---@field port integer 1..65535
+---@field host? string IPv4, IPv6 (`::1` or `[::1]`) or a name; nil: 127.0.0.1 and ::1
+---@field timeout_ms? number bounds the attempt (default 1000)
+---@field mode? tcp_port_used.mode default "connect"
+---@field close? tcp_port_used.close default "auto"
+
+---What `on_retry` is given before each sleep of a wait.
+---@class tcp_port_used.retry_info
+---@field attempt integer probes of every pending port so far
+---@field elapsed_ms number since the wait started
+---@field wait_ms number the sleep about to start
+---@field ports integer[] the ports not yet in the wanted state
+---@field err? string the last error, if the last probe failed
+---@field code? string its code
+
+---@class tcp_port_used.wait_opts
+---@field port? integer the port (or give `ports`)
+---@field ports? integer[] wait until every one is in the state
+---@field host? string nil: 127.0.0.1 and ::1
+---@field in_use? boolean the wanted state (wait_for_status only; the others fix it)
+---@field retry_ms? number between probes; nil: from 5 ms growing to 250 ms
+---@field timeout_ms? number the whole wait (default 2000)
+---@field attempt_ms? number bounds one probe (default 1000)
+---@field mode? tcp_port_used.mode default "connect"
+---@field close? tcp_port_used.close default "auto"
+---@field sleep? fun(ms: number) how to sleep between probes (any scheduler)
+---@field on_retry? fun(info: tcp_port_used.retry_info)
+---@field yield? boolean false: never yield from a coroutine (default true)
+
+---@class tcp_port_used.many_opts
+---@field timeout_ms? number bounds each probe (default 1000)
+---@field mode? tcp_port_used.mode default "connect"
+---@field close? tcp_port_used.close default "auto"
+---@field max_inflight? integer probes in flight at once (default 1024; never more than the open-file limit allows)
+
+---@class tcp_port_used.range
+---@field from integer
+---@field to integer
+
+---@class tcp_port_used.find_free_opts
+---@field host? string nil: every local address, both families
+---@field from? integer with `to`: search this range (default 1024 when only `to` is given)
+---@field to? integer default 65535 when only `from` is given
+---@field exclude? integer[] ports never to return
+
+---One listening socket, as owner() reports it.
+---@class tcp_port_used.owner
+---@field address string the local address it listens on
+---@field family "inet"|"inet6"
+---@field port integer
+---@field uid integer
+---@field inode integer
+---@field pid? integer the lowest pid holding it; nil where it may not be inspected
+---@field pids? integer[] every pid holding it
+---@field command? string the holder's command name
+---@field reason? string why pid is nil
+
+---@class tcp_port_used
+---@field _VERSION string
+local M = {}
+
+---Is something listening on the port? `true` in use, `false` free (every
+---address refused), `nil, err, code` when it cannot be told (timeout,
+---unreachable, EMFILE): an error is never reported as free.
+---@param port integer
+---@param host? string
+---@return boolean|nil in_use
+---@return string? err
+---@return string? code
+---@overload fun(opts: tcp_port_used.check_opts): boolean|nil, string?, string?
+function M.check(port, host) end
+
+---Waits until the port is in use. `true`, or `nil, "timeout", last_err,
+---code` once `timeout_ms` (default 2000) passes, or `nil, err, code` at
+---once for an error retrying cannot mend. Yields inside a coroutine,
+---blocks outside one (see the README).
+---@param port integer
+---@param retry_ms? number
+---@param timeout_ms? number
+---@return true|nil ok
+---@return string? err
+---@return string? last_err
+---@return string? code
+---@overload fun(opts: tcp_port_used.wait_opts): true|nil, string?, string?, string?
+function M.wait_until_used(port, retry_ms, timeout_ms) end
+
+---Waits until the port is free; returns as wait_until_used.
+---@param port integer
+---@param retry_ms? number
+---@param timeout_ms? number
+---@return true|nil ok
+---@return string? err
+---@return string? last_err
+---@return string? code
+---@overload fun(opts: tcp_port_used.wait_opts): true|nil, string?, string?, string?
+function M.wait_until_free(port, retry_ms, timeout_ms) end
+
+---wait_until_used on a given host.
+---@param port integer
+---@param host string|nil
+---@param retry_ms? number
+---@param timeout_ms? number
+---@return true|nil ok
+---@return string? err
+---@return string? last_err
+---@return string? code
+---@overload fun(opts: tcp_port_used.wait_opts): true|nil, string?, string?, string?
+function M.wait_until_used_on_host(port, host, retry_ms, timeout_ms) end
+
+---wait_until_free on a given host.
+---@param port integer
+---@param host string|nil
+---@param retry_ms? number
+---@param timeout_ms? number
+---@return true|nil ok
+---@return string? err
+---@return string? last_err
+---@return string? code
+---@overload fun(opts: tcp_port_used.wait_opts): true|nil, string?, string?, string?
+function M.wait_until_free_on_host(port, host, retry_ms, timeout_ms) end
+
+---Waits until the port is in use (`in_use` true) or free (false).
+---@param port integer
+---@param host string|nil
+---@param in_use boolean
+---@param retry_ms? number
+---@param timeout_ms? number
+---@return true|nil ok
+---@return string? err
+---@return string? last_err
+---@return string? code
+---@overload fun(opts: tcp_port_used.wait_opts): true|nil, string?, string?, string?
+function M.wait_for_status(port, host, in_use, retry_ms, timeout_ms) end
+
+---Runs functions or suspended coroutines concurrently (each wait inside
+---them yields), sleeping in C until the earliest is due. Returns one
+---table per argument with its return values, `{ n = k, ... }`.
+---@param ... function|thread
+---@return { n: integer, [integer]: any }[]
+function M.run(...) end
+
+---Probes many ports at once (non-blocking connects, up to `max_inflight`
+---in flight, never more than the open-file limit leaves room for).
+---`used[port]` is true or false; where a probe failed `used[port]` is nil
+---and `errors[port]`, `codes[port]` say why (both empty tables when
+---nothing failed). A host that does not resolve: `nil, err, code`.
+---@param ports integer[]|tcp_port_used.range
+---@param host? string
+---@param opts? tcp_port_used.many_opts
+---@return table<integer, boolean>|nil used
+---@return table<integer, string>|string errors
+---@return table<integer, string>|string|nil codes
+function M.check_many(ports, host, opts) end
+
+---The list of ports from..to, for check_many.
+---@param from integer
+---@param to integer
+---@return integer[]
+function M.range(from, to) end
+
+---A port free now, by bind probes: the lowest free one of `from..to`
+---that is not excluded, or, without a range, one the kernel picks. Another
+---process may take it before you bind it: bind port 0 yourself and keep
+---the socket where you can. `nil, err, code` when none is free.
+---@param opts? tcp_port_used.find_free_opts
+---@return integer|nil port
+---@return string? err
+---@return string? code
+function M.find_free(opts) end
+
+---Who listens on the port (host nil: any local address): one entry per
+---listening socket, an empty list when none, `nil, err, code` on failure.
+---@param port integer
+---@param host? string
+---@return tcp_port_used.owner[]|nil owners
+---@return string? err
+---@return string? code
+function M.owner(port, host) end
+
+return M
