@@ -100,9 +100,6 @@ static int l_start(lua_State *L)
     int rc = tpu_probe_begin(&p, host, port, tpu_check_close(L, 3));
     if (rc != 0)
         return tpu_push_gai_error(L, host, rc);
-    /* On loopback the handshake is over by the time connect returns:
-     * one look answers without allocating a probe object. */
-    tpu_probe_wait(&p, 0, 0);
     if (!tpu_probe_has(&p, SLOT_PENDING) || tpu_probe_has(&p, SLOT_OPEN))
         return tpu_probe_verdict(L, &p);
     ud = (struct tpu_probe *)lua_newuserdata(L, sizeof *ud);

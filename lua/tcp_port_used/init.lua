@@ -37,13 +37,10 @@ local function probe(o, port, budget, sleep)
   if mode == "bind" then return core_bind(o.host, port) end
   -- asked of the kernel, which answers at once: no connection, no wait
   if mode == "listen" then return listen.check(o.host, port) end
-  local r, err, code
-  if sleep then
-    r, err, code = connect_nonblocking(o.host, port, budget, o.close, sleep)
-  else
-    r, err, code = core_connect(o.host, port, budget, o.close)
-  end
-  if mode == "connect" or r == true then return r, err, code end
+  local connect = sleep and connect_nonblocking or core_connect
+  if mode == "connect" then return connect(o.host, port, budget, o.close, sleep) end
+  local r, err, code = connect(o.host, port, budget, o.close, sleep)
+  if r == true then return true end
   local b, berr, bcode = core_bind(o.host, port)
   if b == true then return true end
   if r == nil then return nil, err, code end
