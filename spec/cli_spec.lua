@@ -39,7 +39,8 @@ describe("tcp-port-used (CLI)", function()
     assert.equals("", err)
     assert.matches("^Usage: tcp%-port%-used COMMAND", out)
     for _, s in ipairs { "check", "wait-used", "wait-free", "find-free", "--timeout", "--retry",
-                         "--quiet", "--mode", "Exit status", "1  free (check), timed out" } do
+                         "--quiet", "--mode", "listen", "who PORT", "Exit status",
+                         "1  free (check, who), timed out" } do
       assert.matches(s, out, 1, true)
     end
     assert.equals(out, (cli("check -h")))
