@@ -93,6 +93,10 @@ static int tpu_resolve(const char *host, int port, int passive,
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_protocol = IPPROTO_TCP;
     hints.ai_flags = passive ? AI_PASSIVE : 0;
+    /* No name has a colon: what inet_pton refused is a malformed IPv6
+     * literal or one with a zone id, never worth a DNS query. */
+    if (strchr(name, ':') != NULL)
+        hints.ai_flags |= AI_NUMERICHOST;
     rc = getaddrinfo(name, NULL, &hints, &res);
     if (rc != 0) {
         *gai_rc = rc;

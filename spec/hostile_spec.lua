@@ -1,0 +1,146 @@
+-- Hostile input for every public function and for the CLI: each bad value
+-- raises an error that names the function and the argument (the CLI: exit
+-- 2 and a message), none crashes and none is answered as if it were valid.
+local tpu = require "tcp_port_used"
+local H = require "helpers"
+
+local nan, inf = 0 / 0, math.huge
+local huge_host = ("h"):rep(10 * 1024 * 1024)
+
+local BAD_PORTS = { 0, -1, 65536, 80.5, -0.5, "80", nan, inf, -inf, true, false, {},
+                    function() end, coroutine.create(function() end) }
+local BAD_HOSTS = { 1, true, {}, "", huge_host, "a\0b", "\0", "127.0.0.1\0evil" }
+local BAD_TIMES = { -1, -inf, nan, inf, "5", true, {} }
+
+local function raises(fname, what, f, ...)
+  local ok, err = pcall(f, ...)
+  assert.is_false(ok, fname .. " accepted a bad " .. what)
+  assert.is_string(err)
+  assert.matches("bad argument #%d+ to '" .. fname .. "' %(", err)
+  assert.matches(what, err, 1, true)
+  assert.is_true(#err < 400, "an error message of " .. #err .. " bytes")
+end
+
+-- Each public function with a way to pass it a port, a host and a time.
+local FUNCS = {
+  { "check", function(p) return tpu.check(p) end,
+    function(h) return tpu.check(80, h) end,
+    function(t) return tpu.check { port = 80, timeout_ms = t } end },
+  { "wait_until_used", function(p) return tpu.wait_until_used(p) end,
+    function(h) return tpu.wait_until_used { port = 80, host = h } end,
+    function(t) return tpu.wait_until_used(80, t) end },
+  { "wait_until_free", function(p) return tpu.wait_until_free(p, 10, 10) end,
+    function(h) return tpu.wait_until_free { port = 80, host = h } end,
+    function(t) return tpu.wait_until_free(80, 10, t) end },
+  { "wait_until_used_on_host", function(p) return tpu.wait_until_used_on_host(p, "127.0.0.1") end,
+    function(h) return tpu.wait_until_used_on_host(80, h) end,
+    function(t) return tpu.wait_until_used_on_host { port = 80, attempt_ms = t } end },
+  { "wait_until_free_on_host", function(p) return tpu.wait_until_free_on_host(p, "127.0.0.1") end,
+    function(h) return tpu.wait_until_free_on_host(80, h) end,
+    function(t) return tpu.wait_until_free_on_host(80, "127.0.0.1", t) end },
+  { "wait_for_status", function(p) return tpu.wait_for_status(p, nil, true) end,
+    function(h) return tpu.wait_for_status(80, h, true) end,
+    function(t) return tpu.wait_for_status(80, nil, false, 10, t) end },
+  { "check_many", function(p) return tpu.check_many { 80, p } end,
+    function(h) return tpu.check_many({ 80 }, h) end,
+    function(t) return tpu.check_many({ 80 }, nil, { timeout_ms = t }) end },
+  { "find_free", function(p) return tpu.find_free { from = p } end,
+    function(h) return tpu.find_free { host = h } end, nil },
+  { "owner", function(p) return tpu.owner(p) end,
+    function(h) return tpu.owner(80, h) end, nil },
+}
+
+describe("hostile input", function()
+  for _, f in ipairs(FUNCS) do
+    local fname, with_port, with_host, with_time = f[1], f[2], f[3], f[4]
+
+    it(fname .. " rejects every bad port", function()
+      for _, v in ipairs(BAD_PORTS) do
+        raises(fname, "must be an integer in 1..65535", with_port, v)
+      end
+    end)
+
+    it(fname .. " rejects every bad host, 10 MB long and NUL-laden ones included", function()
+      for _, v in ipairs(BAD_HOSTS) do
+        raises(fname, "host must", with_host, v)
+      end
+    end)
+
+    if with_time then
+      it(fname .. " rejects negative, NaN, infinite and non-number times", function()
+        for _, v in ipairs(BAD_TIMES) do
+          raises(fname, "must be a finite number of milliseconds >= 0", with_time, v)
+        end
+      end)
+    end
+  end
+
+  it("rejects unknown options everywhere an options table is taken", function()
+    raises("check", "unknown option 'prot'", tpu.check, { port = 80, prot = 1 })
+    raises("wait_until_used", "unknown option 'retry'", tpu.wait_until_used, { port = 80, retry = 1 })
+    raises("check_many", "unknown option 'bogus'", tpu.check_many, { 80 }, nil, { bogus = 1 })
+    raises("find_free", "unknown option 'bogus'", tpu.find_free, { bogus = 1 })
+    raises("check", "unknown option '1'", tpu.check, { 80, port = 80 })
+  end)
+
+  it("answers IPv6 hosts with zone ids with an answer or an error, never a crash", function()
+    if not H.can_unshare() then
+      pending("no network namespaces here (a malformed host could reach the resolver)")
+      return
+    end
+    local out = H.lua_in_netns([==[
+      local tpu = require "tcp_port_used"
+      for _, h in ipairs { "fe80::1%lo", "[fe80::1%lo]", "::1%lo", "fe80::1%nonexistent", "fe80::1%",
+                           "[::1", "::1]", "[[::1]]", "1::2::3", "::ffff:127.0.0.1", "%lo" } do
+        for _, mode in ipairs { "connect", "bind", "any", "listen" } do
+          local r = { tpu.check { port = 80, host = h, mode = mode, timeout_ms = 100 } }
+          local ok = type(r[1]) == "boolean" or (r[1] == nil and type(r[2]) == "string"
+            and type(r[3]) == "string")
+          print(ok and "ok" or ("bad " .. h .. " " .. mode .. " " .. tostring(r[1]) .. " " .. tostring(r[2])))
+        end
+      end]==])
+    assert.is_nil(out:find("bad ", 1, true), out)
+    local n = select(2, out:gsub("ok\n", ""))
+    assert.equals(44, n, out)
+  end)
+
+  it("never answers a malformed literal as free", function()
+    for _, h in ipairs { "[::1", "1::2::3", "256.1.1.1" } do
+      local r = tpu.check(80, h)
+      assert.is_nil(r, h)
+    end
+  end)
+
+  describe("the CLI", function()
+    local ENV = string.format("LUA_PATH=%s LUA_CPATH=%s ",
+      H.quote(H.root .. "/lua/?.lua;" .. H.root .. "/lua/?/init.lua;;"), H.quote(H.cpath .. ";;"))
+    local CLI = ENV .. H.lua .. " " .. H.quote(H.root .. "/bin/tcp-port-used")
+
+    local function cli(argstr)
+      local errfile = os.tmpname()
+      local out, rc = H.run(CLI .. " " .. argstr .. " 2>" .. errfile)
+      local f = io.open(errfile)
+      local err = f:read("*a")
+      f:close()
+      os.remove(errfile)
+      return out, err, rc
+    end
+
+    it("exits 2 with a message on every bad argument", function()
+      local long = H.quote(("h"):rep(100 * 1024) .. ":80")
+      for _, argstr in ipairs {
+        "check 0", "check 65536", "check 80.5", "check -1", "check ''", "check x",
+        "check '[::1'", "check '::1:80'", "check " .. long, "check 80 " .. H.quote(("h"):rep(2000)),
+        "wait-used 80 --timeout abc", "wait-used 80 --timeout -5", "wait-used 80 --timeout nan",
+        "wait-used 80 --timeout inf", "wait-used 80 --retry 1e999", "wait-used 80 --mode ping",
+        "wait-used", "check", "bogus", "--bogus", "check 80 --timeout", "find-free --from 0",
+        "find-free --from 70000", "who 0", "wait-used 80 --",
+      } do
+        local out, err, rc = cli(argstr)
+        assert.equals(2, rc, argstr .. " -> " .. tostring(rc) .. " " .. out .. err)
+        assert.matches("^tcp%-port%-used: ", err, nil, argstr)
+        assert.is_true(#err < 600, argstr .. ": " .. #err .. " bytes of error")
+      end
+    end)
+  end)
+end)
