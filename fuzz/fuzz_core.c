@@ -8,7 +8,10 @@
  * loopback exists, other addresses are unreachable and lookups fail fast.
  *
  * Input: one byte picks the function, then each argument is a tag byte
- * followed by its bytes (see push_arg). */
+ * followed by its bytes (see push_arg). A first byte of 0xff instead
+ * hands the rest, as a netlink reply, to the sock_diag parser behind
+ * listen mode, in a buffer of exactly its size so that any read past the
+ * end is caught. */
 #include "../csrc/core.c"
 
 #include <fcntl.h>
@@ -95,6 +98,29 @@ static int open_fds(void)
     return n;
 }
 
+static void count_listener(void *ctx, const struct tpu_listener *l)
+{
+    if (l->port < 0 || l->port > 65535 || (l->family != AF_INET && l->family != AF_INET6))
+        abort(); /* the parser let through what it must have refused */
+    (*(int *)ctx)++;
+}
+
+static void fuzz_diag_reply(const uint8_t *data, size_t size)
+{
+    unsigned char *copy;
+    int n = 0, rc;
+    if (size < 1)
+        return;
+    copy = malloc(size - 1 > 0 ? size - 1 : 1);
+    if (copy == NULL)
+        return;
+    memcpy(copy, data + 1, size - 1);
+    rc = tpu_diag_parse(copy, size - 1, 1, data[0] & 1, count_listener, &n);
+    free(copy);
+    if (rc != TPU_DIAG_MORE && rc != TPU_DIAG_DONE && rc <= 0)
+        abort(); /* an error must be an errno value */
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static lua_State *L;
@@ -109,6 +135,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         luaL_openlibs(L);
         luaL_requiref(L, "tcp_port_used.core", luaopen_tcp_port_used_core, 0);
         lua_setglobal(L, "core");
+    }
+    if (size > 0 && data[0] == 0xff) {
+        fuzz_diag_reply(data + 1, size - 1);
+        return 0;
     }
     before = open_fds();
     top = lua_gettop(L);
