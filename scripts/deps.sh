@@ -8,7 +8,7 @@ PACKAGES="
 gcc make pkg-config
 lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev lua5.3 liblua5.3-dev lua5.4 liblua5.4-dev
 luajit2 libluajit2-5.1-dev
-lua-busted lua-socket luarocks lua-check lua-luv
+lua-busted lua-socket lua-filesystem luarocks lua-check lua-luv
 neovim nginx-light libnginx-mod-http-lua
 postgresql
 valgrind cppcheck clang libclang-rt-14-dev

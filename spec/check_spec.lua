@@ -127,6 +127,8 @@ describe("check", function()
       local hold = {}
       for i = 1, 20 do hold[i] = io.open("/dev/null") end
       print(tpu.check(%d, "127.0.0.1"))]], l.port)) .. " 2>&1")
+    -- (on a failure, say what the shell said too)
+    if rc ~= 0 then out = out .. H.run("ulimit -n 12 2>&1; echo ulimit: $?") end
     assert.equals(0, rc, out)
     assert.matches("^nil\tconnect 127.0.0.1:%d+: too many open files\tEMFILE", out)
   end)
