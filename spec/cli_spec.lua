@@ -6,7 +6,7 @@ local has_ipv6 = core.ipv6()
 
 local ENV = string.format("LUA_PATH=%s LUA_CPATH=%s ",
   H.quote(H.root .. "/lua/?.lua;" .. H.root .. "/lua/?/init.lua;;"), H.quote(H.cpath .. ";;"))
-local CLI = ENV .. H.lua .. " " .. H.quote(H.root .. "/bin/tcp-port-used")
+local CLI = ENV .. H.lua_exec() .. " " .. H.quote(H.root .. "/bin/tcp-port-used")
 
 --- Runs the CLI with a shell-quoted argument string; returns stdout,
 -- stderr, exit status and the milliseconds it took.

@@ -76,11 +76,18 @@ function H.lua_cmd(code)
   local prelude = string.format("package.path = %q .. package.path; package.cpath = %q .. package.cpath;",
     H.root .. "/lua/?.lua;" .. H.root .. "/lua/?/init.lua;" .. H.root .. "/spec/?.lua;",
     H.cpath .. ";")
-  -- Under the sanitizers only Lua children get the preloaded runtimes
-  -- (see H.run): `ip`, `sh` and friends are not ours to leak-check.
+  return H.lua_exec() .. " -e " .. shell_quote(prelude .. code)
+end
+
+--- The command that starts this runtime's interpreter. Under the
+-- sanitizers only Lua children get the preloaded runtimes (see H.run):
+-- `ip`, `sh` and friends are not ours to leak-check.
+function H.lua_exec()
   local preload = os.getenv("TPU_PRELOAD")
-  local env = preload and preload ~= "" and ("env LD_PRELOAD=" .. shell_quote(preload) .. " ") or ""
-  return env .. H.lua .. " -e " .. shell_quote(prelude .. code)
+  if preload and preload ~= "" then
+    return "env LD_PRELOAD=" .. shell_quote(preload) .. " " .. H.lua
+  end
+  return H.lua
 end
 
 --- Runs a shell command; returns its stdout and exit status.

@@ -114,7 +114,7 @@ describe("hostile input", function()
   describe("the CLI", function()
     local ENV = string.format("LUA_PATH=%s LUA_CPATH=%s ",
       H.quote(H.root .. "/lua/?.lua;" .. H.root .. "/lua/?/init.lua;;"), H.quote(H.cpath .. ";;"))
-    local CLI = ENV .. H.lua .. " " .. H.quote(H.root .. "/bin/tcp-port-used")
+    local CLI = ENV .. H.lua_exec() .. " " .. H.quote(H.root .. "/bin/tcp-port-used")
 
     local function cli(argstr)
       local errfile = os.tmpname()
