@@ -26,6 +26,7 @@ build = {
       ["tcp_port_used.loop"] = "lua/tcp_port_used/loop.lua",
       ["tcp_port_used.sched"] = "lua/tcp_port_used/sched.lua",
       ["tcp_port_used.ngx"] = "lua/tcp_port_used/ngx.lua",
+      ["tcp_port_used.uv"] = "lua/tcp_port_used/uv.lua",
       ["tcp_port_used.many"] = "lua/tcp_port_used/many.lua",
       ["tcp_port_used.free"] = "lua/tcp_port_used/free.lua",
       ["tcp_port_used.listen"] = "lua/tcp_port_used/listen.lua",

@@ -5,6 +5,7 @@
 ---luv and Neovim (vim.uv or vim.loop): never blocks the loop; inside a coroutine resumed from the loop the waits suspend it; on_used/on_free call back from the loop (in Neovim through vim.schedule).
 ---@class tcp_port_used.uv
 ---@field _VERSION string
+---@field has_core boolean whether the C core loaded (listen mode needs it)
 local M = {}
 
 ---As tcp_port_used.check.
@@ -90,5 +91,11 @@ function M.on_used(port, opts, cb) end
 ---@param cb tcp_port_used.callback
 ---@overload fun(opts: tcp_port_used.wait_opts, cb: tcp_port_used.callback)
 function M.on_free(port, opts, cb) end
+
+---As tcp_port_used.run: runs functions or suspended coroutines
+---concurrently, each resumed when the milliseconds it yielded have passed.
+---@param ... function|thread
+---@return { n: integer, [integer]: any }[]
+function M.run(...) end
 
 return M

@@ -1,0 +1,155 @@
+-- tcp_port_used.uv inside a real headless Neovim (nvim --headless -u NONE).
+-- Neovim's Lua is LuaJIT whichever runtime runs busted: the child loads
+-- the LuaJIT build of the core, or, for the plugin-copied-without-a-
+-- compiler case, none at all. The script prints its findings on stdout.
+local H = require "helpers"
+
+local function has_nvim()
+  local _, rc = H.run("command -v nvim >/dev/null 2>&1")
+  return rc == 0
+end
+
+-- Runs script in nvim; the core is the LuaJIT build unless without_core.
+local function nvim(script, without_core)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "w"))
+  f:write(string.format("package.path = %q .. package.path\n",
+    H.root .. "/lua/?.lua;" .. H.root .. "/lua/?/init.lua;"))
+  if without_core then
+    f:write('package.preload["tcp_port_used.core"] = function() error("not built here") end\n')
+  else
+    f:write(string.format("package.cpath = %q .. package.cpath\n", H.root .. "/build/jit/?.so;"))
+  end
+  -- an error must end nvim with a status, not leave it at a prompt
+  f:write("local ok, err = xpcall(function()\n", script,
+    "\nend, debug.traceback)\nif not ok then io.stderr:write(err, '\\n'); vim.cmd('cquit 3') end\n")
+  f:close()
+  local out, rc = H.run("timeout 60 nvim --headless -u NONE -i NONE -c " ..
+    H.quote("luafile " .. path) .. " -c 'qa!' 2>&1 </dev/null")
+  os.remove(path)
+  return out, rc
+end
+
+-- Shared by the scripts: a listener that starts after `ms`, a 5 ms timer
+-- whose every tick also schedules a vim.schedule callback (the editor's
+-- event queue), and a line printer.
+local PRELUDE = [[
+  local uv = vim.uv or vim.loop
+  local ad = require "tcp_port_used.uv"
+  local function say(...)
+    local t = {}
+    for i = 1, select("#", ...) do t[i] = tostring((select(i, ...))) end
+    io.stdout:write(table.concat(t, " "), "\n")
+  end
+  local function listen_later(ms)
+    local s = uv.new_tcp()
+    assert(s:bind("127.0.0.1", 0))
+    local t = uv.new_timer()
+    uv.update_time()
+    t:start(ms, 0, function()
+      t:close()
+      s:listen(64, function() local c = uv.new_tcp(); s:accept(c); c:close() end)
+    end)
+    return s:getsockname().port, s
+  end
+  local ticks, scheduled = 0, 0
+  local ticker = uv.new_timer()
+  ticker:start(5, 5, function()
+    ticks = ticks + 1
+    vim.schedule(function() scheduled = scheduled + 1 end)
+  end)
+]]
+
+describe("tcp_port_used.uv in Neovim", function()
+  if not has_nvim() then
+    pending("nvim is not installed")
+    return
+  end
+
+  it("waits for a port that opens later while timers and scheduled callbacks run", function()
+    local out, rc = nvim(PRELUDE .. [[
+      say("core", ad.has_core)
+      -- the blocking form on the main thread: vim.wait keeps the events flowing
+      local port, s = listen_later(300)
+      local ok, err = ad.wait_until_used { port = port, timeout_ms = 10000 }
+      say("blocking", ok, err, ticks, scheduled)
+
+      -- the callback form: runs once, later, where the editor API works
+      local port2, s2 = listen_later(300)
+      local returned, calls = false, 0
+      ticks, scheduled = 0, 0
+      ad.on_used(port2, { timeout_ms = 10000 }, function(ok2, err2)
+        calls = calls + 1
+        say("callback", ok2, err2, returned, vim.in_fast_event(),
+          pcall(vim.api.nvim_buf_set_lines, 0, 0, -1, false, { "ready" }), ticks, scheduled)
+      end)
+      returned = true
+
+      -- the awaitable form: a coroutine suspended and resumed through vim.schedule
+      local port3, s3 = listen_later(300)
+      local co_done = false
+      coroutine.wrap(function()
+        local a, b = ad.wait_until_used(port3, nil, 10000)
+        local c = ad.check(port3)
+        local d, e = ad.wait_until_free(port3, 20, 100)
+        say("coroutine", a, b, c, d, e, vim.in_fast_event(),
+          pcall(vim.api.nvim_get_current_buf))
+        co_done = true
+      end)()
+      say("started", co_done)
+      vim.wait(10000, function() return calls > 0 and co_done end, 10)
+      say("calls", calls, vim.api.nvim_buf_get_lines(0, 0, -1, false)[1])
+      ticker:close(); s:close(); s2:close(); s3:close()
+    ]])
+    assert.equals(0, rc, out)
+    assert.matches("core true\n", out, 1, true)
+    local ok, ticks, scheduled = out:match("blocking (%S+) nil (%d+) (%d+)\n")
+    assert.equals("true", ok, out)
+    -- 5 ms ticks over 300 ms: a frozen editor would show none
+    assert.is_true(tonumber(ticks) >= 20 and tonumber(scheduled) >= 20, out)
+    local cb_ticks, cb_sched = out:match("callback true nil true false true (%d+) (%d+)\n")
+    assert.is_truthy(cb_ticks, out)
+    assert.is_true(tonumber(cb_ticks) >= 20 and tonumber(cb_sched) >= 20, out)
+    assert.matches("started false\n", out, 1, true)
+    assert.matches("coroutine true nil true nil timeout false true", out, 1, true)
+    assert.matches("calls 1 ready\n", out, 1, true)
+  end)
+
+  it("works without the C core, probing with luv alone", function()
+    local out, rc = nvim(PRELUDE .. [[
+      say("core", ad.has_core, pcall(require, "tcp_port_used"))
+      local port, s = listen_later(200)
+      local got
+      ad.on_used({ port = port, timeout_ms = 10000 }, function(ok, err) got = { ok, err } end)
+      vim.wait(10000, function() return got ~= nil end, 10)
+      say("callback", got[1], got[2], ticks >= 20)
+      say("check", ad.check(port), ad.check { port = port, mode = "bind" })
+      local free = uv.new_tcp()
+      assert(free:bind("127.0.0.1", 0))
+      say("refused", ad.check(free:getsockname().port))
+      free:close()
+      ticker:close(); s:close()
+    ]], true)
+    assert.equals(0, rc, out)
+    assert.matches("core false false", out, 1, true)
+    assert.matches("callback true nil true\n", out, 1, true)
+    assert.matches("check true true\n", out, 1, true)
+    assert.matches("refused false\n", out, 1, true)
+  end)
+
+  it("refuses to block inside a luv callback (a fast event)", function()
+    local out, rc = nvim(PRELUDE .. [[
+      local res
+      local t = uv.new_timer()
+      t:start(0, 0, function()
+        t:close()
+        res = { pcall(ad.wait_until_used, 1, nil, 100) }
+      end)
+      vim.wait(5000, function() return res ~= nil end, 10)
+      say("fast", res[1], res[2])
+      ticker:close()
+    ]])
+    assert.equals(0, rc, out)
+    assert.matches("fast false [^\n]*wait_until_used: cannot block inside a luv callback", out)
+  end)
+end)
