@@ -197,4 +197,32 @@ function M.wait_positional(fname, in_use, takes_host, takes_in_use, ...)
   return o
 end
 
+-- The five waits of tcp-port-used: the state each waits for (nil: the
+-- caller says), and whether host and in_use come positionally.
+local WAITS = {
+  { "wait_until_used", true, false, false },
+  { "wait_until_free", false, false, false },
+  { "wait_until_used_on_host", true, true, false },
+  { "wait_until_free_on_host", false, true, false },
+  { "wait_for_status", nil, true, true },
+}
+
+--- Defines the five waits on the module table mod, for the core and each
+-- adapter alike: each takes its positional form or one options table and
+-- hands the normalized options to run(fname, o).
+function M.define_waits(mod, run)
+  for _, w in ipairs(WAITS) do
+    local fname, in_use, takes_host, takes_in_use = w[1], w[2], w[3], w[4]
+    mod[fname] = function(a, ...)
+      local o
+      if type(a) == "table" then
+        o = M.wait_table(fname, a, in_use)
+      else
+        o = M.wait_positional(fname, in_use, takes_host, takes_in_use, a, ...)
+      end
+      return run(fname, o)
+    end
+  end
+end
+
 return M

@@ -63,24 +63,7 @@ local function wait(fname, o)
   end, sleep, now)
 end
 
--- Each wait takes its positional form or one options table.
-local function define(fname, in_use, takes_host, takes_in_use)
-  M[fname] = function(a, ...)
-    local o
-    if type(a) == "table" then
-      o = args.wait_table(fname, a, in_use)
-    else
-      o = args.wait_positional(fname, in_use, takes_host, takes_in_use, a, ...)
-    end
-    return wait(fname, o)
-  end
-end
-
-define("wait_until_used", true, false, false)
-define("wait_until_free", false, false, false)
-define("wait_until_used_on_host", true, true, false)
-define("wait_until_free_on_host", false, true, false)
-define("wait_for_status", nil, true, true)
+args.define_waits(M, wait)
 
 M.run = sched.run
 

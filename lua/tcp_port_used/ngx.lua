@@ -158,31 +158,17 @@ function M.check(a, b)
   phase_error("check", phase, "probe")
 end
 
-local function define(fname, in_use, takes_host, takes_in_use)
-  M[fname] = function(a, ...)
-    local o
-    if type(a) == "table" then
-      o = args.wait_table(fname, a, in_use)
-    else
-      o = args.wait_positional(fname, in_use, takes_host, takes_in_use, a, ...)
-    end
-    local phase = get_phase()
-    if COSOCKET_PHASES[phase] then return wait_here(o, o.sleep or sleep_ms) end
-    if phase == "init" then
-      local sleep = o.sleep or core.sleep
-      return loop.wait(o, function(port, budget)
-        return core_probe(o, port, budget, o.sleep)
-      end, sleep, now)
-    end
-    phase_error(fname, phase, "wait")
+args.define_waits(M, function(fname, o)
+  local phase = get_phase()
+  if COSOCKET_PHASES[phase] then return wait_here(o, o.sleep or sleep_ms) end
+  if phase == "init" then
+    local sleep = o.sleep or core.sleep
+    return loop.wait(o, function(port, budget)
+      return core_probe(o, port, budget, o.sleep)
+    end, sleep, now)
   end
-end
-
-define("wait_until_used", true, false, false)
-define("wait_until_free", false, false, false)
-define("wait_until_used_on_host", true, true, false)
-define("wait_until_free_on_host", false, true, false)
-define("wait_for_status", nil, true, true)
+  phase_error(fname, phase, "wait")
+end)
 
 -- A worker that is shutting down must not be held by a long wait: the
 -- timer's sleeps are cut into slices, and between them the wait ends

@@ -46,7 +46,7 @@ function M.choose(o, fname)
     if phase ~= "init" then
       error(string.format("%s: cannot wait in the nginx '%s' phase: it allows neither " ..
         "ngx.sleep nor blocking (wait in a rewrite, access, content or timer handler, or " ..
-        "use tcp_port_used.ngx's on_used/on_free from init_worker_by_lua)", fname, phase), 4)
+        "use tcp_port_used.ngx's on_used/on_free from init_worker_by_lua)", fname, phase), 3)
     end
     return core.sleep, true
   end
