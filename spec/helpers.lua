@@ -144,6 +144,20 @@ function H.fd_count()
   return n
 end
 
+--- What each open descriptor is ("3 -> socket:[123]"), for messages.
+function H.fd_list()
+  local lfs = require "lfs"
+  local out = {}
+  for name in lfs.dir("/proc/self/fd") do
+    if name:match("^%d+$") then
+      local a = lfs.symlinkattributes("/proc/self/fd/" .. name)
+      out[#out + 1] = name .. " -> " .. tostring(a and a.target)
+    end
+  end
+  table.sort(out)
+  return table.concat(out, ", ")
+end
+
 local pid
 function H.pid()
   if not pid then
