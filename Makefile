@@ -81,6 +81,8 @@ demo: deps build/5.4/tcp_port_used/core.so
 
 bench: deps all build/bench/raw_connect
 	@LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/5.4/?.so;;' lua5.4 bench/run.lua
+	@echo
+	@LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/5.4/?.so;;' lua5.4 bench/listen.lua
 
 # libFuzzer + ASan + UBSan over the core's functions, in a network
 # namespace of its own (fuzzed names and addresses stay on this machine).
