@@ -103,6 +103,8 @@ install: core
 	install -d $(DESTDIR)$(LIBDIR)/tcp_port_used $(DESTDIR)$(LUADIR)/tcp_port_used
 	install -m 755 tcp_port_used/core.so $(DESTDIR)$(LIBDIR)/tcp_port_used/core.so
 	install -m 644 lua/tcp_port_used/*.lua $(DESTDIR)$(LUADIR)/tcp_port_used/
+	install -d $(DESTDIR)$(BINDIR)
+	install -m 755 bin/tcp-port-used $(DESTDIR)$(BINDIR)/tcp-port-used
 
 clean:
 	rm -rf build tcp_port_used *.o csrc/*.o
