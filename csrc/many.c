@@ -119,14 +119,7 @@ static int tpu_many_poll(struct tpu_many *m, int active)
         if (poll_err != 0) {
             tpu_slot_finish(s, SLOT_FAILED, poll_err, m->close_mode);
         } else if (rc > 0 && m->pfd[i].revents != 0) {
-            int err = 0;
-            socklen_t len = sizeof err;
-            if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
-                err = errno;
-            if (err == 0)
-                tpu_slot_finish(s, SLOT_OPEN, 0, m->close_mode);
-            else
-                tpu_slot_failed(s, err, m->close_mode);
+            tpu_slot_settle(s, m->close_mode);
         } else if (m->open[j / m->naddrs]) {
             tpu_slot_finish(s, SLOT_UNTRIED, 0, m->close_mode);
         } else if (now >= m->win_due[i]) {

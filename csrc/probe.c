@@ -121,6 +121,19 @@ static void tpu_slot_start(struct tpu_slot *s, int close_mode)
         tpu_slot_failed(s, errno, close_mode);
 }
 
+/* A pending connect that poll reported: its outcome is in SO_ERROR. */
+static void tpu_slot_settle(struct tpu_slot *s, int close_mode)
+{
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+        err = errno;
+    if (err == 0)
+        tpu_slot_finish(s, SLOT_OPEN, 0, close_mode);
+    else
+        tpu_slot_failed(s, err, close_mode);
+}
+
 /* Closes every socket still open; safe to call twice. */
 static void tpu_probe_close(struct tpu_probe *p)
 {
@@ -205,19 +218,9 @@ static void tpu_probe_wait(struct tpu_probe *p, double timeout_ms, int expire)
                 tpu_slot_finish(&p->slot[idx[i]], SLOT_FAILED, err, p->close_mode);
             return;
         }
-        for (i = 0; rc > 0 && i < k; i++) {
-            struct tpu_slot *s = &p->slot[idx[i]];
-            int err = 0;
-            socklen_t len = sizeof err;
-            if (pfd[i].revents == 0)
-                continue;
-            if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
-                err = errno;
-            if (err == 0)
-                tpu_slot_finish(s, SLOT_OPEN, 0, p->close_mode);
-            else
-                tpu_slot_failed(s, err, p->close_mode);
-        }
+        for (i = 0; rc > 0 && i < k; i++)
+            if (pfd[i].revents != 0)
+                tpu_slot_settle(&p->slot[idx[i]], p->close_mode);
         if (rc == 0 && tpu_now_ms() >= deadline) {
             if (expire)
                 for (i = 0; i < k; i++)
