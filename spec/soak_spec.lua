@@ -1,7 +1,8 @@
 local H = require "helpers"
 
 -- 1,000,000 probes (fewer under valgrind and the sanitizers, through
--- TPU_SOAK_PROBES) mixing open, refused and failing targets, in a child
+-- TPU_SOAK_PROBES) mixing open, refused and failing targets and
+-- listen-mode checks (each a netlink socket of its own), in a child
 -- process of its own: what other specs leave behind in this process (luv's
 -- threads, nginx and nvim children) must not count, and neither may they
 -- hide anything.
@@ -42,18 +43,20 @@ local check = tpu.check
 local open_opts = { port = l.port, host = "127.0.0.1" }
 local refused_opts = { port = r.port, host = "127.0.0.1" }
 local failing_opts = { port = b.port, host = "127.0.0.1", timeout_ms = 0 }
+local listen_opts = { port = l.port, mode = "listen" }
 local function round()
   assert(check(open_opts) == true)
   assert(check(refused_opts) == false)
   local ok, _, code = check(failing_opts)
   assert(ok == nil and code == "ETIMEDOUT", code)
+  assert(check(listen_opts) == true)
 end
 -- warm up, so that what the runtime allocates once is not counted
 for _ = 1, 2000 do round(); l.drain() end
 collectgarbage()
 collectgarbage()
 local fds, rss, fd_list = H.fd_count(), rss_kb(), H.fd_list()
-for i = 1, math.floor(PROBES / 3) do
+for i = 1, math.floor(PROBES / 4) do
   round()
   if i %% 64 == 0 then
     l.drain()
