@@ -138,11 +138,12 @@ describe("waits", function()
 
   it("return a permanent error at once", function()
     local t0 = now()
-    local ok, err, code = tpu.wait_until_free { port = 8080, host = "192.0.2.1", mode = "bind",
+    local port = H.free_port()
+    local ok, err, code = tpu.wait_until_free { port = port, host = "192.0.2.1", mode = "bind",
       timeout_ms = 5000 }
     assert.is_nil(ok)
     assert.equals("EADDRNOTAVAIL", code)
-    assert.matches("bind 192.0.2.1:8080", err, 1, true)
+    assert.matches("bind 192.0.2.1:" .. port, err, 1, true)
     assert.is_true(now() - t0 < 1000)
   end)
 
