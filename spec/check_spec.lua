@@ -5,15 +5,7 @@ local H = require "helpers"
 local has_ipv6 = core.ipv6()
 
 describe("check", function()
-  local l, r
-  before_each(function()
-    l = H.listen("127.0.0.1")
-    r = H.reserve("127.0.0.1")
-  end)
-  after_each(function()
-    l.close()
-    r.close()
-  end)
+  local l, r = H.each_listener_and_refused(before_each, after_each)
 
   it("reports a listening port as in use and a refused one as free", function()
     assert.is_true(tpu.check(l.port, "127.0.0.1"))

@@ -23,15 +23,7 @@ local function cli(argstr)
 end
 
 describe("tcp-port-used (CLI)", function()
-  local l, r
-  before_each(function()
-    l = H.listen("127.0.0.1")
-    r = H.reserve("127.0.0.1")
-  end)
-  after_each(function()
-    l.close()
-    r.close()
-  end)
+  local l, r = H.each_listener_and_refused(before_each, after_each)
 
   it("--help prints usage and exit codes on stdout and exits 0", function()
     local out, err, rc = cli("--help")

@@ -37,6 +37,22 @@ function H.reserve(host)
   return { port = tonumber(p), sock = s, close = function() s:close() end }
 end
 
+--- For a describe block: before each spec a fresh listener l and a
+-- refused port r on 127.0.0.1 (as from H.listen and H.reserve), closed
+-- after it. The two tables stay the same; their fields are renewed.
+function H.each_listener_and_refused(before_each, after_each)
+  local l, r = {}, {}
+  before_each(function()
+    for k, v in pairs(H.listen("127.0.0.1")) do l[k] = v end
+    for k, v in pairs(H.reserve("127.0.0.1")) do r[k] = v end
+  end)
+  after_each(function()
+    l.close()
+    r.close()
+  end)
+  return l, r
+end
+
 --- A port that was free a moment ago (for listeners started later by a
 -- child process, which cannot inherit a reservation).
 function H.free_port(host)

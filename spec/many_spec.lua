@@ -12,15 +12,7 @@ local DROP = "nft add table inet t && nft add chain inet t in " ..
   "nft add rule inet t in tcp dport 20000-20999 drop && "
 
 describe("check_many", function()
-  local l, r
-  before_each(function()
-    l = H.listen("127.0.0.1")
-    r = H.reserve("127.0.0.1")
-  end)
-  after_each(function()
-    l.close()
-    r.close()
-  end)
+  local l, r = H.each_listener_and_refused(before_each, after_each)
 
   it("answers for every port: true in use, false refused, no errors", function()
     local used, errs, codes = tpu.check_many({ l.port, r.port }, "127.0.0.1")

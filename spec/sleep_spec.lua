@@ -5,15 +5,7 @@ local H = require "helpers"
 local now = core.now
 
 describe("how a wait sleeps", function()
-  local l, r
-  before_each(function()
-    l = H.listen("127.0.0.1")
-    r = H.reserve("127.0.0.1")
-  end)
-  after_each(function()
-    l.close()
-    r.close()
-  end)
+  local _, r = H.each_listener_and_refused(before_each, after_each)
 
   it("calls opts.sleep between retries", function()
     local slept = {}

@@ -5,15 +5,7 @@ local H = require "helpers"
 local now = core.now
 
 describe("waits", function()
-  local l, r
-  before_each(function()
-    l = H.listen("127.0.0.1")
-    r = H.reserve("127.0.0.1")
-  end)
-  after_each(function()
-    l.close()
-    r.close()
-  end)
+  local l, r = H.each_listener_and_refused(before_each, after_each)
 
   it("return true at once when the state already holds, in every form", function()
     assert.is_true(tpu.wait_until_used(l.port))
