@@ -133,25 +133,11 @@ describe("check", function()
     local out, rc = H.run(H.lua_cmd([[
       local tpu, H = require "tcp_port_used", require "helpers"
       local l = H.listen("127.0.0.1", 0, 1024)
-      local function time_wait()
-        local n = 0
-        for _, f in ipairs { "/proc/net/tcp", "/proc/net/tcp6" } do
-          local fh = io.open(f)
-          if fh then
-            for line in fh:lines() do
-              local rport, st = line:match("^%s*%d+: %x+:%x+ %x+:(%x+) (%x%x)")
-              if rport and tonumber(rport, 16) == l.port and st == "06" then n = n + 1 end
-            end
-            fh:close()
-          end
-        end
-        return n
-      end
       for _ = 1, 2000 do
         assert(tpu.check(l.port, "127.0.0.1") == true)
         l.drain()
       end
-      print(time_wait())]]) .. " 2>&1")
+      print(H.time_wait_to(l.port))]]) .. " 2>&1")
     assert.equals(0, rc, out)
     local added = tonumber(out)
     assert.is_true(added >= 1, "the first probes close gracefully: " .. out)

@@ -160,6 +160,23 @@ function H.fd_count()
   return n
 end
 
+--- How many connections to port (the remote side) are in TIME_WAIT on
+-- this machine: those a client that closed first keeps for a minute.
+function H.time_wait_to(port)
+  local n = 0
+  for _, f in ipairs { "/proc/net/tcp", "/proc/net/tcp6" } do
+    local fh = io.open(f)
+    if fh then
+      for line in fh:lines() do
+        local rport, st = line:match("^%s*%d+: %x+:%x+ %x+:(%x+) (%x%x)")
+        if rport and tonumber(rport, 16) == port and st == "06" then n = n + 1 end
+      end
+      fh:close()
+    end
+  end
+  return n
+end
+
 --- What each open descriptor is ("3 -> socket:[123]"), for messages.
 function H.fd_list()
   local lfs = require "lfs"

@@ -21,21 +21,6 @@ local function rss_kb()
   return tonumber(status:match("VmRSS:%%s+(%%d+)"))
 end
 
-local function time_wait_to(port)
-  local n = 0
-  for _, f in ipairs { "/proc/net/tcp", "/proc/net/tcp6" } do
-    local fh = io.open(f)
-    if fh then
-      for line in fh:lines() do
-        local rport, st = line:match("^%%s*%%d+: %%x+:%%x+ %%x+:(%%x+) (%%x%%x)")
-        if rport and tonumber(rport, 16) == port and st == "06" then n = n + 1 end
-      end
-      fh:close()
-    end
-  end
-  return n
-end
-
 local l = H.listen("127.0.0.1", 0, 4096)
 local r = H.reserve()
 local b = H.full_backlog()
@@ -72,7 +57,7 @@ collectgarbage()
 collectgarbage()
 print("fds", fds, H.fd_count())
 print("rss", rss, rss_kb())
-print("time_wait", time_wait_to(l.port))
+print("time_wait", H.time_wait_to(l.port))
 if H.fd_count() ~= fds then print("fd_list", fd_list, H.fd_list()) end
 ]]
 
