@@ -94,7 +94,8 @@ build/fuzz/fuzz_core: fuzz/fuzz_core.c $(CSRC)
 fuzz: deps build/fuzz/fuzz_core
 	@mkdir -p build/fuzz/corpus
 	unshare -n sh -c 'ip link set lo up && build/fuzz/fuzz_core -max_total_time=$(FUZZ_SECONDS) \
-	  -timeout=10 -max_len=512 -print_final_stats=1 build/fuzz/corpus fuzz/seeds'
+	  -timeout=10 -max_len=512 -print_final_stats=1 -artifact_prefix=build/fuzz/ \
+	  build/fuzz/corpus fuzz/seeds'
 
 fuzz-long:
 	$(MAKE) fuzz FUZZ_SECONDS=3600

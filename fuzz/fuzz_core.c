@@ -67,6 +67,12 @@ static void push_arg(lua_State *L, struct input *in, int clamp_ms)
         memcpy(buf, in->p, len);
         take(in, buf, len);
         lua_pushlstring(L, buf, len);
+        /* Lua turns "11111111111" into a number where one is expected:
+         * as long a sleep as any other */
+        if (clamp_ms && lua_isnumber(L, -1) && fabs(lua_tonumber(L, -1)) > 20) {
+            lua_pop(L, 1);
+            lua_pushliteral(L, "20");
+        }
         break;
     case 4:
         lua_pushboolean(L, in->n > 0 && in->p[0] & 1);
