@@ -150,8 +150,12 @@ end
 --- Number of open file descriptors of this process, counted in-process
 -- (lfs): a child listing /proc/PID/fd would race with popen closing its
 -- end of the pipe, and count it or not. The directory handle that lfs
--- holds while reading is one more, every time.
+-- holds while reading is one more, every time. Garbage is collected first
+-- (twice: finalizers run in the second cycle on 5.1), so that sockets
+-- earlier code dropped without closing do not shift the count.
 function H.fd_count()
+  collectgarbage()
+  collectgarbage()
   local lfs = require "lfs"
   local n = 0
   for name in lfs.dir("/proc/self/fd") do
