@@ -31,21 +31,30 @@ incdir_jit = /usr/include/luajit-2.1
 
 FUZZ_SECONDS ?= 60
 
-all: $(foreach r,$(RUNTIMES),build/$(r)/tcp_port_used/core.so) build/test/sigstorm.so
+all: $(foreach r,$(RUNTIMES),build/$(r)/tcp_port_used/core.so build/$(r)/tcp_port_used/exec.so) \
+     build/test/sigstorm.so
 
 deps:
 	@sh scripts/deps.sh
 
 # The core for one runtime, for `make install` and LuaRocks-like builds.
-core: tcp_port_used/core.so
+core: tcp_port_used/core.so tcp_port_used/exec.so
 
 tcp_port_used/core.so: $(CSRC)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(WARN) -I$(LUA_INCDIR) $(LIBFLAG) -o $@ csrc/core.c
 
+tcp_port_used/exec.so: csrc/exec.c csrc/compat.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(WARN) -I$(LUA_INCDIR) $(LIBFLAG) -o $@ csrc/exec.c
+
 build/%/tcp_port_used/core.so: $(CSRC)
 	@mkdir -p $(@D)
 	$(CC) -O2 -fPIC $(WARN) -I$(incdir_$*) -shared -o $@ csrc/core.c
+
+build/%/tcp_port_used/exec.so: csrc/exec.c csrc/compat.h
+	@mkdir -p $(@D)
+	$(CC) -O2 -fPIC $(WARN) -I$(incdir_$*) -shared -o $@ csrc/exec.c
 
 build/asan/tcp_port_used/core.so: $(CSRC)
 	@mkdir -p $(@D)
@@ -64,7 +73,11 @@ build/bench/raw_connect: bench/raw_connect.c
 test: deps all
 	@sh scripts/test.sh $(RUNTIMES)
 
-test-asan: deps build/asan/tcp_port_used/core.so build/test/sigstorm.so
+build/asan/tcp_port_used/exec.so: csrc/exec.c csrc/compat.h
+	@mkdir -p $(@D)
+	$(CC) -O1 -g -fPIC $(SAN) $(WARN) -I$(incdir_5.4) -shared -o $@ csrc/exec.c
+
+test-asan: deps build/asan/tcp_port_used/core.so build/asan/tcp_port_used/exec.so build/test/sigstorm.so
 	@sh scripts/test.sh asan
 
 test-valgrind: deps all
@@ -103,7 +116,10 @@ fuzz-long:
 install: core
 	install -d $(DESTDIR)$(LIBDIR)/tcp_port_used $(DESTDIR)$(LUADIR)/tcp_port_used
 	install -m 755 tcp_port_used/core.so $(DESTDIR)$(LIBDIR)/tcp_port_used/core.so
+	install -m 755 tcp_port_used/exec.so $(DESTDIR)$(LIBDIR)/tcp_port_used/exec.so
+	install -d $(DESTDIR)$(LUADIR)/tcp_port_used/transport
 	install -m 644 lua/tcp_port_used/*.lua $(DESTDIR)$(LUADIR)/tcp_port_used/
+	install -m 644 lua/tcp_port_used/transport/*.lua $(DESTDIR)$(LUADIR)/tcp_port_used/transport/
 	install -d $(DESTDIR)$(BINDIR)
 	install -m 755 bin/tcp-port-used $(DESTDIR)$(BINDIR)/tcp-port-used
 

@@ -1,14 +1,16 @@
-/* The bind probe: could a server that sets SO_REUSEADDR bind host:port now?
- * Included by core.c. */
+/* The bind probe (could a server that sets SO_REUSEADDR bind host:port
+ * now?) and the kernel's pick of a free port (bind_port0). */
 
-enum { BIND_FREE, BIND_USED, BIND_FAILED, BIND_SKIPPED };
+enum { BIND_FREE, BIND_USED, BIND_FAILED };
 
+/* Binds a throwaway socket to t. BIND_FREE, BIND_USED (EADDRINUSE) or
+ * BIND_FAILED with *err set. */
 static int tpu_bind_one(const struct tpu_target *t, int *err)
 {
-    int one = 1, rc, fd = socket(t->sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1, rc, fd = tpu_socket(t->sa.ss_family, SOCK_STREAM, 0);
     if (fd < 0) {
         *err = errno;
-        return tpu_missing_family(t, *err) ? BIND_SKIPPED : BIND_FAILED;
+        return BIND_FAILED;
     }
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (t->sa.ss_family == AF_INET6)
@@ -18,51 +20,139 @@ static int tpu_bind_one(const struct tpu_target *t, int *err)
     close(fd);
     if (rc == 0)
         return BIND_FREE;
-    if (*err == EADDRINUSE)
-        return BIND_USED;
-    return tpu_missing_family(t, *err) ? BIND_SKIPPED : BIND_FAILED;
+    return *err == EADDRINUSE ? BIND_USED : BIND_FAILED;
 }
 
-/* Pushes true (some address cannot be bound: in use), false (every address
- * could be bound), or nil, err, code. */
-static int tpu_bind_probe(lua_State *L, const char *host, int port)
+/* Pushes the outcome pairs of a bind probe of n targets: true (in use:
+ * EADDRINUSE), false (it could bind) or the code, and the address; stops
+ * at the first address in use. Returns the number of values. */
+static int tpu_bind_outcomes(lua_State *L, const struct tpu_target *t, int n)
 {
-    struct tpu_target targets[TPU_MAX_ADDRS];
-    char where[INET6_ADDRSTRLEN + 16];
-    int i, n, rc, err, first_err = 0, failed = -1, any_free = 0;
-
-    n = tpu_resolve(host, port, 1, targets, &rc);
-    if (n == 0)
-        return tpu_push_gai_error(L, host, rc);
+    int i, k = 0;
     for (i = 0; i < n; i++) {
-        switch (tpu_bind_one(&targets[i], &err)) {
-        case BIND_USED:
-            lua_pushboolean(L, 1);
-            return 1;
-        case BIND_FREE:
-            any_free = 1;
+        int err, r = tpu_bind_one(&t[i], &err);
+        if (r == BIND_FAILED)
+            tpu_push_code(L, err);
+        else
+            lua_pushboolean(L, r == BIND_USED);
+        tpu_push_address(L, &t[i]);
+        k += 2;
+        if (r == BIND_USED)
             break;
-        case BIND_FAILED:
-            if (failed < 0) {
-                failed = i;
-                first_err = err;
-            }
-            break;
-        default:
-            break;
-        }
     }
-    if (failed >= 0) {
-        tpu_format_addr(&targets[failed], where, sizeof where);
-        return tpu_push_errno(L, "bind", where, first_err);
-    }
-    if (any_free) {
-        lua_pushboolean(L, 0);
-        return 1;
-    }
-    tpu_format_addr(&targets[0], where, sizeof where);
-    lua_pushnil(L);
-    lua_pushfstring(L, "bind %s: no address of a family this machine has", where);
-    lua_pushliteral(L, "EAFNOSUPPORT");
-    return 3;
+    return k;
 }
+
+/* Binds fd to t; on success stores the port the kernel gave it. */
+static int tpu_bind_get_port(int fd, const struct tpu_target *t, int *port)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (bind(fd, (const struct sockaddr *)&t->sa, t->len) != 0
+        || getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+        return errno;
+    *port = ss.ss_family == AF_INET6
+        ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+        : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    return 0;
+}
+
+/* Tries before bind_port0 gives up on a host with several addresses whose
+ * other addresses keep holding the port the kernel picked on the first. */
+#define TPU_PORT0_TRIES 16
+
+/* A port the kernel considers free on every one of the n targets (port
+ * 0 asks it; the first target's socket holds the pick while the others
+ * are tried). 0 with *port set, or an errno value with *failed the index
+ * of the target that failed; EADDRINUSE after TPU_PORT0_TRIES picks. */
+static int tpu_port0(const struct tpu_target *t, int n, int dual_stack, int *port, int *failed)
+{
+    int try, zero = 0;
+    for (try = 0; try < TPU_PORT0_TRIES; try++) {
+        int i, err, taken = 0, fd = tpu_socket(t[0].sa.ss_family, SOCK_STREAM, 0);
+        *failed = 0;
+        if (fd < 0)
+            return errno;
+        if (dual_stack && t[0].sa.ss_family == AF_INET6)
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+        err = tpu_bind_get_port(fd, &t[0], port);
+        for (i = 1; err == 0 && i < n && !taken; i++) {
+            struct tpu_target other = t[i];
+            int r;
+            tpu_set_port(&other, *port);
+            r = tpu_bind_one(&other, &err);
+            if (r == BIND_USED)
+                taken = 1, err = 0;
+            else if (r == BIND_FAILED)
+                *failed = i;
+        }
+        close(fd);
+        if (err != 0)
+            return err;
+        if (!taken)
+            return 0;
+    }
+    return EADDRINUSE;
+}
+
+/***
+ * bind(host, port): a bind probe of every address of host (nil: 127.0.0.1
+ * and ::1). Returns state, address pairs (true: in use, false: free, or a
+ * code), or nil, code when host does not resolve.
+ */
+static int l_bind(lua_State *L)
+{
+    struct tpu_target t[TPU_MAX_ADDRS];
+    const char *host = tpu_opt_host(L, 1);
+    int port = tpu_check_port(L, 2);
+    int rc, err, n;
+    tpu_outcome_room(L);
+    n = tpu_resolve(host, port, 1, t, &rc, &err);
+    if (n == 0)
+        return tpu_push_resolve_error(L, rc, err);
+    return tpu_bind_outcomes(L, t, n);
+}
+
+/***
+ * bind_port0(host): a port the kernel considers free on host, found by
+ * binding port 0 there (without SO_REUSEADDR, so nothing at all holds it)
+ * and reading it back; the socket is closed before it returns. host nil
+ * means every local address of both families (one dual-stack socket on
+ * ::, or 0.0.0.0 without IPv6). Returns the port, or nil, code, address
+ * (the address that failed).
+ */
+static int l_bind_port0(lua_State *L)
+{
+    struct tpu_target t[TPU_MAX_ADDRS];
+    const char *host = tpu_opt_host(L, 1);
+    int n, rc, err, port = 0, failed = 0;
+
+    if (host == NULL) {
+        struct in_addr any4;
+        any4.s_addr = htonl(INADDR_ANY);
+        n = 1;
+        if (tpu_ipv6_available())
+            tpu_set_v6(&t[0], &in6addr_any, 0);
+        else
+            tpu_set_v4(&t[0], &any4, 0);
+    } else {
+        n = tpu_resolve(host, 0, 1, t, &rc, &err);
+        if (n == 0)
+            return tpu_push_resolve_error(L, rc, err);
+    }
+    err = tpu_port0(t, n, host == NULL, &port, &failed);
+    if (err != 0) {
+        lua_pushnil(L);
+        tpu_push_code(L, err);
+        tpu_push_address(L, &t[failed]);
+        return 3;
+    }
+    lua_pushinteger(L, port);
+    return 1;
+}
+
+static const luaL_Reg tpu_bind_functions[] = {
+    { "bind", l_bind },
+    { "bind_port0", l_bind_port0 },
+    { NULL, NULL }
+};

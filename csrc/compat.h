@@ -10,6 +10,7 @@
 
 #if LUA_VERSION_NUM < 502
 #ifndef LUA_JITLIBNAME
+__attribute__((unused))
 static void luaL_setfuncs(lua_State *L, const luaL_Reg *l, int nup)
 {
     luaL_checkstack(L, nup + 1, "too many upvalues");

@@ -1,29 +1,16 @@
-/* Many connect probes at once (check_many), the kernel's pick of a free
- * port (find_free) and exec for the CLI. Included by core.c.
- *
- * check_many keeps a window of non-blocking connects in flight and refills
- * it as they answer. The window never holds more sockets than the
- * open-file limit leaves room for, so a long list is probed in waves
- * instead of failing with EMFILE. No Lua error can be raised while a
- * socket is open: every allocation happens before the first connect and
- * the results are pushed after the last close. */
-
-#include <dirent.h>
-#include <sys/resource.h>
-
-/* Defined in core.c, after the files it includes. */
-static const char *tpu_opt_host(lua_State *L, int arg);
-static double tpu_check_ms(lua_State *L, int arg, double def);
-static int tpu_check_close(lua_State *L, int arg);
+/* Many connect probes at once (check_many). A window of non-blocking
+ * connects stays in flight and is refilled as they answer. The window
+ * never holds more sockets than the open-file limit leaves room for, so a
+ * long list is probed in waves instead of failing with EMFILE. No Lua
+ * error can be raised while a socket is open: every allocation happens
+ * before the first connect and the outcomes are pushed after the last
+ * close. */
 
 #define TPU_MANY_INFLIGHT 1024
 /* Descriptors left to the rest of the process (Lua's files, the host
  * program's own sockets) when the limit is what bounds the window: an
  * eighth of the limit, at most this many. */
 #define TPU_MANY_HEADROOM 64
-/* Tries before find_free gives up on a host with several addresses whose
- * other addresses keep holding the port the kernel picked on the first. */
-#define TPU_PORT0_TRIES 16
 
 struct tpu_job {
     int state;
@@ -31,7 +18,7 @@ struct tpu_job {
 };
 
 struct tpu_many {
-    int nports, naddrs, njobs, limit, close_mode;
+    int nports, naddrs, njobs, limit, reset;
     const int *ports;
     const struct tpu_target *targets;
     struct tpu_job *job;       /* one per (port, address), port-major */
@@ -42,17 +29,10 @@ struct tpu_many {
     struct pollfd *pfd;
 };
 
-static void tpu_set_port(struct tpu_target *t, int port)
-{
-    if (t->sa.ss_family == AF_INET6)
-        ((struct sockaddr_in6 *)&t->sa)->sin6_port = htons((unsigned short)port);
-    else
-        ((struct sockaddr_in *)&t->sa)->sin_port = htons((unsigned short)port);
-}
-
-/* Descriptors open in this process, or -1 where /proc is missing. */
+/* Descriptors open in this process, or -1 where it cannot be told. */
 static long tpu_fds_in_use(void)
 {
+#ifdef TPU_LINUX
     long n = 0;
     struct dirent *e;
     DIR *d = opendir("/proc/self/fd");
@@ -63,6 +43,9 @@ static long tpu_fds_in_use(void)
             n++;
     closedir(d);
     return n - 1; /* the directory's own descriptor */
+#else
+    return -1;
+#endif
 }
 
 /* How many sockets may be in flight at once: want, or less where the
@@ -99,7 +82,7 @@ static void tpu_many_record(struct tpu_many *m, int j, const struct tpu_slot *s)
 static int tpu_many_poll(struct tpu_many *m, int active)
 {
     double now = tpu_now_ms(), due = m->win_due[0];
-    int i, k, rc, wait, poll_err = 0;
+    int i, k, rc, poll_err = 0;
 
     for (i = 0; i < active; i++) {
         m->pfd[i].fd = m->win[i].fd;
@@ -108,25 +91,23 @@ static int tpu_many_poll(struct tpu_many *m, int active)
         if (m->win_due[i] < due)
             due = m->win_due[i];
     }
-    wait = due <= now ? 0 : (int)(due - now + 0.999);
-    rc = poll(m->pfd, (nfds_t)active, wait);
+    rc = poll(m->pfd, (nfds_t)active, tpu_poll_ms(due - now));
     if (rc < 0 && errno != EINTR)
         poll_err = errno;
     now = tpu_now_ms();
     for (i = 0; i < active; i++) {
         struct tpu_slot *s = &m->win[i];
         int j = m->win_job[i];
-        if (poll_err != 0) {
-            tpu_slot_finish(s, SLOT_FAILED, poll_err, m->close_mode);
-        } else if (rc > 0 && m->pfd[i].revents != 0) {
-            tpu_slot_settle(s, m->close_mode);
-        } else if (m->open[j / m->naddrs]) {
-            tpu_slot_finish(s, SLOT_UNTRIED, 0, m->close_mode);
-        } else if (now >= m->win_due[i]) {
-            tpu_slot_finish(s, SLOT_FAILED, ETIMEDOUT, m->close_mode);
-        } else {
+        if (poll_err != 0)
+            tpu_slot_finish(s, SLOT_FAILED, poll_err);
+        else if (rc > 0 && m->pfd[i].revents != 0)
+            tpu_slot_settle(s, m->reset);
+        else if (m->open[j / m->naddrs])
+            tpu_slot_finish(s, SLOT_UNTRIED, 0);
+        else if (now >= m->win_due[i])
+            tpu_slot_finish(s, SLOT_FAILED, ETIMEDOUT);
+        else
             continue;
-        }
         tpu_many_record(m, j, s);
     }
     for (i = 0, k = 0; i < active; i++)
@@ -141,6 +122,7 @@ static int tpu_many_poll(struct tpu_many *m, int active)
     return k;
 }
 
+/* Blocks until every job has answered or timed out. */
 static void tpu_many_run(struct tpu_many *m, double timeout_ms)
 {
     int next = 0, active = 0;
@@ -155,7 +137,7 @@ static void tpu_many_run(struct tpu_many *m, double timeout_ms)
             s->t = m->targets[j % m->naddrs];
             tpu_set_port(&s->t, m->ports[pi]);
             s->err = 0;
-            tpu_slot_start(s, m->close_mode);
+            tpu_slot_start(s, m->reset);
             if (s->state == SLOT_PENDING) {
                 m->win_job[active] = j;
                 m->win_due[active] = tpu_now_ms() + timeout_ms;
@@ -174,77 +156,48 @@ static void tpu_many_run(struct tpu_many *m, double timeout_ms)
     }
 }
 
-/* Sets results[port], errors[port] and codes[port] (tables at r, r+1,
- * r+2) from the jobs of port pi, as tpu_probe_verdict answers one port. */
-static void tpu_many_verdict(lua_State *L, const struct tpu_many *m, int pi,
-                             const char *host, int named, int r)
+/* Pushes the outcome list of port pi, as tpu_probe_push would for a
+ * probe of that port alone: { state, address, ... }. */
+static void tpu_many_push(lua_State *L, const struct tpu_many *m, int pi)
 {
-    char where[TPU_MAX_HOST + 64], addr[INET6_ADDRSTRLEN + 16];
     const struct tpu_job *job = &m->job[pi * m->naddrs];
-    int a, port = m->ports[pi], failed = -1, refused = 0, open = 0;
-    struct tpu_target t;
-
+    int a, k = 0;
+    lua_createtable(L, m->open[pi] ? 2 : 2 * m->naddrs, 0);
     for (a = 0; a < m->naddrs; a++) {
+        struct tpu_target t;
+        if (job[a].state == SLOT_UNTRIED || (m->open[pi] && job[a].state != SLOT_OPEN))
+            continue;
+        tpu_push_state(L, job[a].state, job[a].err);
+        lua_rawseti(L, -2, ++k);
+        t = m->targets[a];
+        tpu_push_address(L, &t);
+        lua_rawseti(L, -2, ++k);
         if (job[a].state == SLOT_OPEN)
-            open = 1;
-        else if (job[a].state == SLOT_REFUSED)
-            refused = 1;
-        else if (job[a].state == SLOT_FAILED && failed < 0)
-            failed = a;
+            break;
     }
-    if (open || (failed < 0 && refused)) {
-        lua_pushboolean(L, open);
-        lua_rawseti(L, r, port);
-        lua_pushnil(L);
-        lua_rawseti(L, r + 1, port);
-        lua_pushnil(L);
-        lua_rawseti(L, r + 2, port);
-        return;
-    }
-    t = m->targets[failed < 0 ? 0 : failed];
-    tpu_set_port(&t, port);
-    tpu_format_addr(&t, addr, sizeof addr);
-    if (named)
-        snprintf(where, sizeof where, "%.255s:%d (%s)", host, port, addr);
-    else
-        snprintf(where, sizeof where, "%s", addr);
-    if (failed >= 0) {
-        lua_pushfstring(L, "connect %s: %s", where, tpu_errno_msg(job[failed].err));
-        lua_pushstring(L, tpu_errno_name(job[failed].err));
-    } else {
-        lua_pushfstring(L, "connect %s: no address of a family this machine has", where);
-        lua_pushliteral(L, "EAFNOSUPPORT");
-    }
-    lua_rawseti(L, r + 2, port);
-    lua_rawseti(L, r + 1, port);
-    lua_pushnil(L);
-    lua_rawseti(L, r, port);
 }
 
 /***
  * many(host, ports [, timeout_ms [, close [, max_inflight]]]): a connect
  * probe of every port in the list, up to max_inflight (default 1024, and
  * never more than the open-file limit leaves room for) at once, each
- * bounded by timeout_ms. host nil means 127.0.0.1 and ::1.
- * Returns results, errors, codes: results[port] is true or false as
- * connect would answer; where the probe failed results[port] is nil and
- * errors[port], codes[port] hold the message and code. A host that does
- * not resolve returns nil, message, code.
+ * bounded by timeout_ms; blocks until all have answered. host nil means
+ * 127.0.0.1 and ::1. Returns { [port] = { state, address, ... } }, the
+ * outcomes of each port as connect returns them, or nil, code when host
+ * does not resolve.
  */
 static int l_many(lua_State *L)
 {
     struct tpu_target targets[TPU_MAX_ADDRS];
     struct tpu_many m;
-    char name[TPU_MAX_HOST + 1];
     const char *host = tpu_opt_host(L, 1);
     double timeout;
     lua_Integer max_inflight;
-    int i, rc, named = 0, *ports;
+    int i, rc, err, result, *ports;
 
-    name[0] = '\0';
     luaL_checktype(L, 2, LUA_TTABLE);
     timeout = tpu_check_ms(L, 3, 1000);
-    m.close_mode = tpu_check_close(L, 4);
+    m.reset = tpu_check_reset(L, 4);
     max_inflight = luaL_optinteger(L, 5, TPU_MANY_INFLIGHT);
     luaL_argcheck(L, max_inflight >= 1, 5, "max_inflight must be at least 1");
     m.nports = (int)tpu_rawlen(L, 2);
@@ -262,14 +215,9 @@ static int l_many(lua_State *L)
     }
     m.ports = ports;
 
-    m.naddrs = tpu_resolve(host, 0, 0, targets, &rc);
+    m.naddrs = tpu_resolve(host, 0, 0, targets, &rc, &err);
     if (m.naddrs == 0)
-        return tpu_push_gai_error(L, host, rc);
-    if (host != NULL) {
-        char a[INET6_ADDRSTRLEN];
-        tpu_strip_brackets(host, name, sizeof name);
-        named = inet_pton(AF_INET, name, a) != 1 && inet_pton(AF_INET6, name, a) != 1;
-    }
+        return tpu_push_resolve_error(L, rc, err);
     m.targets = targets;
     m.njobs = m.nports * m.naddrs;
     m.limit = tpu_fd_room(max_inflight < m.njobs ? (int)max_inflight : m.njobs);
@@ -281,131 +229,18 @@ static int l_many(lua_State *L)
     m.win_due = (double *)lua_newuserdata(L, (size_t)m.limit * sizeof *m.win_due);
     m.pfd = (struct pollfd *)lua_newuserdata(L, (size_t)m.limit * sizeof *m.pfd);
     lua_createtable(L, 0, m.nports);
-    lua_createtable(L, 0, 0);
-    lua_createtable(L, 0, 0);
+    result = lua_gettop(L);
 
     tpu_many_run(&m, timeout);
 
-    for (i = 0; i < m.nports; i++)
-        tpu_many_verdict(L, &m, i, name, named, lua_gettop(L) - 2);
-    return 3;
-}
-
-/* Binds fd to t; on success stores the port the kernel gave it. */
-static int tpu_bind_get_port(int fd, struct tpu_target *t, int *port)
-{
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    if (bind(fd, (struct sockaddr *)&t->sa, t->len) != 0
-        || getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
-        return errno;
-    *port = ss.ss_family == AF_INET6
-        ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
-        : ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    return 0;
-}
-
-/***
- * bind_port0(host): a port the kernel considers free on host, found by
- * binding port 0 there (without SO_REUSEADDR, so nothing at all holds it)
- * and reading it back; the socket is closed before it returns. host nil
- * means every local address of both families (one dual-stack socket on
- * ::, or 0.0.0.0 without IPv6). Returns the port or nil, message, code.
- */
-static int l_bind_port0(lua_State *L)
-{
-    struct tpu_target targets[TPU_MAX_ADDRS];
-    char where[INET6_ADDRSTRLEN + 16];
-    const char *host = tpu_opt_host(L, 1);
-    int n, rc, try, zero = 0;
-
-    if (host == NULL) {
-        struct in_addr any4;
-        any4.s_addr = htonl(INADDR_ANY);
-        tpu_set_v6(&targets[0], &in6addr_any, 0);
-        tpu_set_v4(&targets[1], &any4, 0);
-        n = 1;
-        if (!tpu_ipv6_available())
-            targets[0] = targets[1];
-    } else {
-        n = tpu_resolve(host, 0, 1, targets, &rc);
-        if (n == 0)
-            return tpu_push_gai_error(L, host, rc);
+    for (i = 0; i < m.nports; i++) {
+        tpu_many_push(L, &m, i);
+        lua_rawseti(L, result, ports[i]);
     }
-    for (try = 0; try < TPU_PORT0_TRIES; try++) {
-        int i, err, port = 0, taken = 0;
-        int fd = socket(targets[0].sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0) {
-            tpu_format_addr(&targets[0], where, sizeof where);
-            return tpu_push_errno(L, "bind", where, errno);
-        }
-        if (host == NULL && targets[0].sa.ss_family == AF_INET6)
-            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
-        err = tpu_bind_get_port(fd, &targets[0], &port);
-        if (err != 0) {
-            close(fd);
-            tpu_format_addr(&targets[0], where, sizeof where);
-            return tpu_push_errno(L, "bind", where, err);
-        }
-        /* The other addresses of a name must be free on that port too;
-         * fd still holds the first so the kernel cannot hand it out. */
-        for (i = 1; i < n && !taken; i++) {
-            tpu_set_port(&targets[i], port);
-            rc = tpu_bind_one(&targets[i], &err);
-            if (rc == BIND_USED)
-                taken = 1;
-            else if (rc == BIND_FAILED) {
-                close(fd);
-                tpu_format_addr(&targets[i], where, sizeof where);
-                return tpu_push_errno(L, "bind", where, err);
-            }
-        }
-        close(fd);
-        if (!taken) {
-            lua_pushinteger(L, port);
-            return 1;
-        }
-    }
-    lua_pushnil(L);
-    lua_pushfstring(L, "bind %s: no port free on every address after %d tries",
-                    host, TPU_PORT0_TRIES);
-    lua_pushliteral(L, "EADDRINUSE");
-    return 3;
-}
-
-/***
- * exec(argv): replaces the process with argv[1] (searched in PATH), given
- * argv as its arguments; the CLI's `-- command args`. Returns only on
- * failure: nil, message, code.
- */
-static int l_exec(lua_State *L)
-{
-    const char **argv;
-    int i, n, err;
-    luaL_checktype(L, 1, LUA_TTABLE);
-    n = (int)tpu_rawlen(L, 1);
-    luaL_argcheck(L, n >= 1, 1, "argv must be a non-empty list of strings");
-    argv = (const char **)lua_newuserdata(L, (size_t)(n + 1) * sizeof *argv);
-    for (i = 0; i < n; i++) {
-        lua_rawgeti(L, 1, i + 1);
-        if (lua_type(L, -1) != LUA_TSTRING)
-            luaL_argerror(L, 1, "argv must be a non-empty list of strings");
-        /* the table keeps the string alive after the pop */
-        argv[i] = lua_tostring(L, -1);
-        lua_pop(L, 1);
-    }
-    argv[n] = NULL;
-    execvp(argv[0], (char *const *)argv);
-    err = errno;
-    lua_pushnil(L);
-    lua_pushfstring(L, "exec %s: %s", argv[0], strerror(err));
-    lua_pushstring(L, tpu_errno_name(err));
-    return 3;
+    return 1;
 }
 
 static const luaL_Reg tpu_many_functions[] = {
     { "many", l_many },
-    { "bind_port0", l_bind_port0 },
-    { "exec", l_exec },
     { NULL, NULL }
 };

@@ -104,25 +104,26 @@ static int open_fds(void)
     return n;
 }
 
-static void count_listener(void *ctx, const struct tpu_listener *l)
-{
-    if (l->port < 0 || l->port > 65535 || (l->family != AF_INET && l->family != AF_INET6))
-        abort(); /* the parser let through what it must have refused */
-    (*(int *)ctx)++;
-}
-
 static void fuzz_diag_reply(const uint8_t *data, size_t size)
 {
+    struct tpu_listeners ls;
     unsigned char *copy;
-    int n = 0, rc;
+    size_t i;
+    int rc;
     if (size < 1)
         return;
     copy = malloc(size - 1 > 0 ? size - 1 : 1);
     if (copy == NULL)
         return;
     memcpy(copy, data + 1, size - 1);
-    rc = tpu_diag_parse(copy, size - 1, 1, data[0] & 1, count_listener, &n);
+    memset(&ls, 0, sizeof ls);
+    rc = tpu_diag_parse(copy, size - 1, 1, data[0] & 1, &ls);
     free(copy);
+    for (i = 0; i < ls.n; i++)
+        if (ls.v[i].port < 0 || ls.v[i].port > 65535
+            || (ls.v[i].family != AF_INET && ls.v[i].family != AF_INET6))
+            abort(); /* the parser let through what it must have refused */
+    tpu_listeners_free(&ls);
     if (rc != TPU_DIAG_MORE && rc != TPU_DIAG_DONE && rc <= 0)
         abort(); /* an error must be an errno value */
 }
@@ -130,7 +131,8 @@ static void fuzz_diag_reply(const uint8_t *data, size_t size)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static lua_State *L;
-    static const char *const funcs[] = { "connect", "start", "bind", "resolve", "now", "sleep", "ipv6" };
+    static const char *const funcs[] = { "connect", "start", "bind", "resolve", "now", "sleep", "ipv6",
+                                         "bind_port0", "local_addresses", "listen_exact" };
     struct input in = { data, size };
     uint8_t pick = 0;
     int nargs, before, top;

@@ -30,8 +30,17 @@ build = {
       ["tcp_port_used.many"] = "lua/tcp_port_used/many.lua",
       ["tcp_port_used.free"] = "lua/tcp_port_used/free.lua",
       ["tcp_port_used.listen"] = "lua/tcp_port_used/listen.lua",
+      ["tcp_port_used.hosts"] = "lua/tcp_port_used/hosts.lua",
+      ["tcp_port_used.words"] = "lua/tcp_port_used/words.lua",
+      ["tcp_port_used.verdict"] = "lua/tcp_port_used/verdict.lua",
+      ["tcp_port_used.policy"] = "lua/tcp_port_used/policy.lua",
+      ["tcp_port_used.probe"] = "lua/tcp_port_used/probe.lua",
+      ["tcp_port_used.transport.core"] = "lua/tcp_port_used/transport/core.lua",
       ["tcp_port_used.core"] = {
          sources = { "csrc/core.c" },
+      },
+      ["tcp_port_used.exec"] = {
+         sources = { "csrc/exec.c" },
       },
    },
    install = {

@@ -209,12 +209,12 @@ describe("the netlink reply parser", function()
 
   it("passes on the kernel's error", function()
     local err = nlmsg(2, 0, u32(-2) .. nlmsg(20, 1, ""))
-    assert.are.same({ nil, "no such file or directory", "ENOENT" }, { core.listen_parse(err, SEQ, false) })
+    assert.are.same({ nil, "ENOENT" }, { core.listen_parse(err, SEQ, false) })
   end)
 
   it("rejects every truncation of a reply", function()
     for n = 0, #one - 1 do
-      local ls, _, code = core.listen_parse(one:sub(1, n), SEQ, false)
+      local ls, code = core.listen_parse(one:sub(1, n), SEQ, false)
       assert.is_nil(ls, "exact reply cut to " .. n .. " bytes")
       assert.are.equal("EBADMSG", code)
     end
@@ -242,7 +242,7 @@ describe("the netlink reply parser", function()
       u32(16 + 72) .. u16(20) .. u16(2) .. u32(SEQ + 1) .. u32(0) .. diag(80), -- another request's reply
     }
     for i, bytes in ipairs(cases) do
-      local ls, _, code = core.listen_parse(bytes, SEQ, false)
+      local ls, code = core.listen_parse(bytes, SEQ, false)
       assert.is_nil(ls, "case " .. i)
       assert.are.equal("EBADMSG", code, "case " .. i)
     end
@@ -250,7 +250,7 @@ describe("the netlink reply parser", function()
 
   it("rejects an oversized reply", function()
     local big = string.rep(one, math.floor(32768 / #one) + 1)
-    assert.are.same({ nil, "reply from the kernel larger than expected", "EMSGSIZE" },
+    assert.are.same({ nil, "EMSGSIZE" },
       { core.listen_parse(big, SEQ, true) })
   end)
 

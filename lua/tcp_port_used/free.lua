@@ -4,6 +4,8 @@
 -- socket.
 local core = require "tcp_port_used.core"
 local args = require "tcp_port_used.args"
+local verdict = require "tcp_port_used.verdict"
+local words = require "tcp_port_used.words"
 
 local M = {}
 
@@ -44,10 +46,10 @@ end
 -- a host a port is free only when both wildcards can bind it, as a
 -- server listening on every address would.
 local function held(host, port, ipv6)
-  if host then return core_bind(host, port) end
-  local r, err, code = core_bind("0.0.0.0", port)
+  if host then return verdict.answer("bind", host, port, core.ipv6, core_bind(host, port)) end
+  local r, err, code = verdict.answer("bind", "0.0.0.0", port, core.ipv6, core_bind("0.0.0.0", port))
   if r ~= false or not ipv6 then return r, err, code end
-  return core_bind("::", port)
+  return verdict.answer("bind", "::", port, core.ipv6, core_bind("::", port))
 end
 
 --- find_free{ host =, from =, to =, exclude = }: a port free now on host
@@ -59,12 +61,14 @@ function M.find_free(o)
   local host, from, to, exclude = options("find_free", o)
   if not from then
     for _ = 1, PORT0_TRIES do
-      local p, err, code = core_bind_port0(host)
-      if not p then return nil, err, code end
+      local p, code, address = core_bind_port0(host)
+      if not p then
+        local op = address and "bind" or "resolve"
+        return nil, words.message(op, words.where(host or "*", 0, address), code), code, op
+      end
       if not exclude[p] then return p end
     end
-    return nil, "bind " .. tostring(host or "*") .. ": the kernel kept picking excluded ports",
-      "EADDRINUSE"
+    return nil, "bind " .. tostring(host or "*") .. ": " .. words.EXCLUDED_ONLY, "EADDRINUSE", "bind"
   end
   local ipv6 = host == nil and core.ipv6()
   for p = from, to do
@@ -74,8 +78,8 @@ function M.find_free(o)
       if r == nil then return nil, err, code end
     end
   end
-  return nil, "bind " .. tostring(host or "*") .. ": no free port in " .. from .. ".." .. to,
-    "EADDRINUSE"
+  return nil, "bind " .. tostring(host or "*") .. ": " .. words.no_free_port(from, to),
+    "EADDRINUSE", "bind"
 end
 
 return M

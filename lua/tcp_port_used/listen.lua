@@ -1,18 +1,21 @@
 --- Listen mode and owner: whether a socket listens on a port of this
--- machine, and which process holds it, asked of the kernel (csrc/listen.c)
--- so that no connection reaches the server.
+-- machine, and which process holds it, asked of the kernel (csrc/diag.c,
+-- procnet.c, owner.c) so that no connection reaches the server.
 --
 -- Backends: NETLINK_SOCK_DIAG (an exact lookup for one port, a dump
 -- filtered in the kernel for "*" and for many ports), and where a sandbox
 -- refuses netlink, /proc/net/tcp and tcp6 (correct, but reading them walks
--- every socket of the machine). TPU_LISTEN_BACKEND=proc or =netlink in the
--- environment forces one.
+-- every socket of the machine). The choice is made once per Lua state, by
+-- asking netlink to find a listener of our own (core.diag_check).
+-- TPU_LISTEN_BACKEND=proc or =netlink in the environment forces one.
 local core = require "tcp_port_used.core"
+local verdict = require "tcp_port_used.verdict"
+local words = require "tcp_port_used.words"
 
 local M = {}
 
 local ipairs, pairs = ipairs, pairs
-local listen_exact, listeners, listen_targets = core.listen_exact, core.listeners, core.listen_targets
+local listen_exact, listeners, local_addresses = core.listen_exact, core.listeners, core.local_addresses
 local core_bind = core.bind
 
 local forced = os.getenv("TPU_LISTEN_BACKEND")
@@ -40,24 +43,24 @@ function M.backend(name)
   return backend
 end
 
--- Runs fn() on netlink unless /proc was chosen; falls back to proc_fn()
--- for good when netlink is refused and no backend is forced.
-local function with_backend(fn, proc_fn)
-  if backend ~= "proc" then
-    local r, err, code, where = fn()
-    if r ~= nil then
-      backend = "netlink"
-      return r
-    end
-    if where ~= "netlink" or forced or not REFUSED[code] then return nil, err, code end
+-- The backend to use now, or nil, code where listen mode cannot work.
+local function choose()
+  if backend then return backend end
+  local ok, code = core.diag_check()
+  if ok then
+    backend = "netlink"
+  elseif REFUSED[code] then
     backend = "proc"
+  else
+    return nil, code
   end
-  return proc_fn()
+  return backend
 end
 
 local function list_listeners(lo, hi)
-  return with_backend(function() return listeners(lo, hi) end,
-    function() return listeners(lo, hi, "proc") end)
+  local b, code = choose()
+  if not b then return nil, code end
+  return listeners(lo, hi, b)
 end
 M.listeners = list_listeners
 
@@ -65,31 +68,93 @@ M.listeners = list_listeners
 -- loopback of that family; listen mode answers the same question.
 local UNSPECIFIED = { ["0.0.0.0"] = "127.0.0.1", ["::"] = "::1", ["[::]"] = "::1" }
 
--- Whether a connection to target (an address of this machine) on port
--- would reach listener l. A [::] listener serves IPv4 too unless it is
--- V6ONLY; where the backend cannot tell (/proc), a bind probe on the IPv4
--- address asks the kernel, which refuses it exactly when [::] covers it.
-local function covers(l, t, port)
-  if t.family == "inet" then
-    if l.family == "inet" then return l.address == t.address or l.address == "0.0.0.0" end
-    if l.address == "::ffff:" .. t.address then return true end
+-- Whether a connection to address (of family v6 or not, an address of
+-- this machine) on port would reach listener l. A [::] listener serves
+-- IPv4 too unless it is V6ONLY; where the backend cannot tell (/proc), a
+-- bind probe on the IPv4 address asks the kernel, which refuses it exactly
+-- when [::] covers it.
+local function covers(l, address, port)
+  if not address:find(":", 1, true) then
+    if l.family == "inet" then return l.address == address or l.address == "0.0.0.0" end
+    if l.address == "::ffff:" .. address then return true end
     if l.address ~= "::" then return false end
-    if l.v6only == nil then return core_bind(t.address, port) == true end
+    if l.v6only == nil then return core_bind(address, port) == true end
     return not l.v6only
   end
-  return l.family == "inet6" and (l.address == t.address or l.address == "::")
+  return l.family == "inet6" and (l.address == address or l.address == "::")
 end
 
--- For each listener in ls on a wanted port: whether host's targets see
--- it ("*": every listener counts).
+local function pack(...)
+  return { n = select("#", ...), ... }
+end
+
+--- outcomes(host, port): the outcome pairs of a listen probe (see
+-- verdict.lua): per address of host (nil: both loopbacks; "*": any local
+-- address, one pair for all), true when a connection there would reach a
+-- listening socket, false when none would, or a code (EADDRNOTAVAIL: not
+-- an address of this machine).
+function M.outcomes(host, port)
+  local b, code = choose()
+  if not b then return code, host or "127.0.0.1" end
+  if host == "*" then
+    local ls, err = listeners(port, port, b)
+    if not ls then return err, "*" end
+    return #ls > 0, "*"
+  end
+  host = UNSPECIFIED[host] or host
+  if b == "netlink" then return listen_exact(host, port) end
+  local addrs = pack(local_addresses(host))
+  if addrs[1] == nil then return nil, addrs[2] end
+  local ls, lcode = listeners(port, port, "proc")
+  for i = 1, addrs.n, 2 do
+    if addrs[i] == true then
+      if not ls then
+        addrs[i] = lcode
+      else
+        local hit = false
+        for _, l in ipairs(ls) do
+          if covers(l, addrs[i + 1], port) then hit = true break end
+        end
+        addrs[i] = hit
+      end
+    end
+  end
+  return (table.unpack or unpack)(addrs, 1, addrs.n) -- luacheck: ignore 143
+end
+
+-- The local addresses of host as a list, "*" for any, or nil, err, code
+-- (the verdict's words) when one is not an address of this machine.
+local function targets_of(host, port)
+  if host == "*" then return "*" end
+  local addrs = pack(local_addresses(UNSPECIFIED[host] or host))
+  if addrs[1] == nil then
+    return verdict.answer("listen", host, port, core.ipv6, nil, addrs[2])
+  end
+  local list, bad = {}, {}
+  for i = 1, addrs.n, 2 do
+    if addrs[i] == true then
+      list[#list + 1] = addrs[i + 1]
+    else
+      bad[#bad + 1], bad[#bad + 2] = addrs[i], addrs[i + 1]
+    end
+  end
+  if #bad > 0 then
+    local r, err, code, op = verdict.answer("listen", host, port, core.ipv6,
+      (table.unpack or unpack)(bad)) -- luacheck: ignore 143
+    if r == nil and (#list == 0 or code ~= "EAFNOSUPPORT") then return nil, err, code, op end
+  end
+  return list
+end
+
+-- The listeners in ls on a wanted port that host's targets see.
 local function matching(ls, targets, port_wanted)
   local out = {}
   for _, l in ipairs(ls) do
     if port_wanted(l.port) then
       local hit = targets == "*"
       if not hit then
-        for _, t in ipairs(targets) do
-          if covers(l, t, l.port) then hit = true break end
+        for _, a in ipairs(targets) do
+          if covers(l, a, l.port) then hit = true break end
         end
       end
       if hit then out[#out + 1] = l end
@@ -98,29 +163,8 @@ local function matching(ls, targets, port_wanted)
   return out
 end
 
-local function targets_of(host)
-  if host == "*" then return "*" end
-  return listen_targets(UNSPECIFIED[host] or host)
-end
-
---- check(host, port): true when a connection to host:port would reach a
--- listening socket (host nil: 127.0.0.1 or ::1; "*": any local address),
--- false when none would, nil, err, code when it cannot be told (a host
--- that is not an address of this machine, a malformed kernel reply).
-function M.check(host, port)
-  if host == "*" then
-    local ls, err, code = list_listeners(port, port)
-    if not ls then return nil, err, code end
-    return #ls > 0
-  end
-  host = UNSPECIFIED[host] or host
-  return with_backend(function() return listen_exact(host, port) end, function()
-    local targets, err, code = listen_targets(host)
-    if not targets then return nil, err, code end
-    local ls, lerr, lcode = listeners(port, port, "proc")
-    if not ls then return nil, lerr, lcode end
-    return #matching(ls, targets, function() return true end) > 0
-  end)
+local function listen_error(code, host, port)
+  return nil, words.message("listen", words.where(host or "*", port, nil), code), code, "listen"
 end
 
 --- check_many(list, host): the shape of check_many's modes: used, errors,
@@ -128,7 +172,7 @@ end
 -- query per address family whatever the number of ports; or nil, err,
 -- code for the whole call.
 function M.check_many(list, host)
-  local targets, err, code = targets_of(host)
+  local targets, err, code = targets_of(host, list[1])
   if not targets then return nil, err, code end
   local wanted, lo, hi = {}, 65535, 1
   for i = 1, #list do
@@ -137,8 +181,8 @@ function M.check_many(list, host)
     if p < lo then lo = p end
     if p > hi then hi = p end
   end
-  local ls, lerr, lcode = list_listeners(lo, hi)
-  if not ls then return nil, lerr, lcode end
+  local ls, lcode = list_listeners(lo, hi)
+  if not ls then return listen_error(lcode, host, lo) end
   local used = {}
   for p in pairs(wanted) do used[p] = false end
   for _, l in ipairs(matching(ls, targets, function(p) return wanted[p] end)) do
@@ -157,16 +201,18 @@ local NOT_FOUND = "no process holds it now (it may have just exited)"
 -- nil, with `reason`, where the holder may not be inspected. An empty
 -- list when nothing listens; nil, err, code on failure.
 function M.owner(port, host)
-  local targets, err, code = targets_of(host or "*")
+  local targets, err, code = targets_of(host or "*", port)
   if not targets then return nil, err, code end
-  local ls, lerr, lcode = list_listeners(port, port)
-  if not ls then return nil, lerr, lcode end
+  local ls, lcode = list_listeners(port, port)
+  if not ls then return listen_error(lcode, host, port) end
   ls = matching(ls, targets, function() return true end)
   if #ls == 0 then return ls end
   local inodes = {}
   for _, l in ipairs(ls) do inodes[l.inode] = true end
-  local holders, denied, hcode = core.socket_holders(inodes)
-  if not holders then return nil, denied, hcode end
+  local holders, denied = core.socket_holders(inodes)
+  if not holders then
+    return nil, words.message("owner", "/proc", denied), denied, "owner"
+  end
   local out = {}
   for i, l in ipairs(ls) do
     local hs = holders[l.inode]

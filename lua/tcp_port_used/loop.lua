@@ -1,25 +1,14 @@
 --- The one retry loop behind every wait, on every host. It knows nothing
 -- of sockets or schedulers: the caller injects `probe(port, attempt_ms)`
 -- (returning true / false / nil, err, code), `sleep(ms)` and `now()`.
--- Pure Lua, so that the luv adapter can use it without the C core.
+-- Pure Lua, so that the luv adapter can use it without the C core. Which
+-- errors end a wait at once is policy.lua's to say.
+local policy = require "tcp_port_used.policy"
+
 local M = {}
 
 local min, max = math.min, math.max
-
--- Errors that retrying cannot mend. Everything else (a name that does not
--- resolve yet, unreachable, a per-attempt timeout, EMFILE) is retried.
-local PERMANENT = {
-  EACCES = true, EPERM = true, EAFNOSUPPORT = true, EINVAL = true,
-  EAI_FAMILY = true, EAI_SERVICE = true, EAI_BADFLAGS = true,
-}
-
-function M.permanent(err, code)
-  if PERMANENT[code] then return true end
-  -- bind, listen: the host is not an address of this machine. (For
-  -- connect the same code means the ephemeral ports ran out, which passes.)
-  return code == "EADDRNOTAVAIL" and type(err) == "string"
-    and (err:sub(1, 5) == "bind " or err:sub(1, 7) == "listen ")
-end
+local permanent = policy.permanent
 
 -- The default interval when retry_ms is not given: an eighth of the time
 -- waited so far, from 5 ms up to 250 ms. A server that is up after 50 ms
@@ -47,12 +36,12 @@ function M.wait(o, probe, sleep, now)
     while i <= #pending do
       -- The final probe, made at the deadline, still gets a millisecond.
       local budget = min(o.attempt_ms, max(deadline - now(), 1))
-      local r, err, code = probe(pending[i], budget)
+      local r, err, code, op = probe(pending[i], budget)
       if r == want then
         table.remove(pending, i)
       else
         if r == nil then
-          if M.permanent(err, code) then return nil, err, code end
+          if permanent(op, code) then return nil, err, code, op end
           last_err, last_code = err, code
         end
         i = i + 1

@@ -1,13 +1,17 @@
 --- check_many: the state of many ports at once. Connect probes run in C
 -- with many in flight (csrc/many.c); bind probes answer at once, so they
--- run one after another.
+-- run one after another. Each port's outcomes go through the verdict.
 local core = require "tcp_port_used.core"
 local args = require "tcp_port_used.args"
+local verdict = require "tcp_port_used.verdict"
+local policy = require "tcp_port_used.policy"
 
 local M = {}
 
 local type, floor = type, math.floor
-local core_many, core_bind = core.many, core.bind
+local unpack = table.unpack or unpack -- luacheck: ignore 143
+local core_many, core_bind, ipv6 = core.many, core.bind, core.ipv6
+local answer, any, connected = verdict.answer, verdict.any, policy.connected
 
 local function is_port(p)
   return type(p) == "number" and p >= 1 and p <= 65535 and p == floor(p)
@@ -74,22 +78,35 @@ local function options(fname, host, opts)
 end
 
 --- How each mode answers for a list: used, errors, codes (or nil, err,
--- code when the host itself fails).
+-- code when the host itself fails). Every port's answer is the verdict's
+-- (verdict.lua), as check would give it.
 M.modes = {}
 
+-- Fills used, errs, codes for port p from an answer.
+local function record(used, errs, codes, p, r, err, code)
+  used[p], errs[p], codes[p] = r, err, code
+end
+
 function M.modes.connect(list, host, o)
-  return core_many(host, list, o.timeout_ms, o.close, o.max_inflight)
+  local outcomes, rcode = core_many(host, list, o.timeout_ms, policy.close(o.close), o.max_inflight)
+  if not outcomes then return answer("connect", host, list[1], ipv6, nil, rcode) end
+  local used, errs, codes = {}, {}, {}
+  for i = 1, #list do
+    local p = list[i]
+    local r, err, code = answer("connect", host, p, ipv6, unpack(outcomes[p]))
+    if r == true then connected() end
+    record(used, errs, codes, p, r, err, code)
+  end
+  return used, errs, codes
 end
 
 function M.modes.bind(list, host)
   local used, errs, codes = {}, {}, {}
   for i = 1, #list do
     local p = list[i]
-    local r, err, code = core_bind(host, p)
-    if r == nil and type(code) == "string" and code:sub(1, 4) == "EAI_" then
-      return nil, err, code
-    end
-    used[p], errs[p], codes[p] = r, err, code
+    local r, err, code, op = answer("bind", host, p, ipv6, core_bind(host, p))
+    if op == "resolve" then return nil, err, code end
+    record(used, errs, codes, p, r, err, code)
   end
   return used, errs, codes
 end
@@ -101,14 +118,10 @@ function M.modes.any(list, host, o)
   if not used then return nil, errs, codes end
   for i = 1, #list do
     local p = list[i]
-    local r = used[p]
-    if r ~= true then
-      local b, berr, bcode = core_bind(host, p)
-      if b == true then
-        used[p], errs[p], codes[p] = true, nil, nil
-      elseif b == nil and r == false then
-        used[p], errs[p], codes[p] = nil, berr, bcode
-      end
+    if used[p] ~= true then
+      local b, berr, bcode = answer("bind", host, p, ipv6, core_bind(host, p))
+      record(used, errs, codes, p,
+        any(used[p], errs[p], codes[p], used[p] == nil and "connect" or nil, b, berr, bcode, "bind"))
     end
   end
   return used, errs, codes

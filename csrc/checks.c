@@ -1,0 +1,43 @@
+/* Argument checks of the core's functions. They repeat what the Lua layer
+ * (lua/tcp_port_used/args.lua) already validated with kinder messages:
+ * the core must not crash whoever calls it directly. */
+
+#define TPU_MAX_HOST 1024
+
+static const char *tpu_opt_host(lua_State *L, int arg)
+{
+    size_t len;
+    const char *host;
+    if (lua_isnoneornil(L, arg))
+        return NULL;
+    host = luaL_checklstring(L, arg, &len);
+    if (strlen(host) != len)
+        luaL_argerror(L, arg, "host must not contain a NUL byte");
+    if (len == 0 || len > TPU_MAX_HOST)
+        luaL_argerror(L, arg, "host must be 1 to 1024 bytes long");
+    return host;
+}
+
+static int tpu_check_port(lua_State *L, int arg)
+{
+    lua_Number n = luaL_checknumber(L, arg);
+    if (!(n >= 1 && n <= 65535) || n != floor(n))
+        luaL_argerror(L, arg, "port must be an integer in 1..65535");
+    return (int)n;
+}
+
+static double tpu_check_ms(lua_State *L, int arg, double def)
+{
+    lua_Number n = luaL_optnumber(L, arg, def);
+    if (!(n >= 0) || n > 1e12)
+        luaL_argerror(L, arg, "milliseconds must be a number in 0..1e12");
+    return (double)n;
+}
+
+/* "graceful" (default) or "reset": how an accepted probe is closed. The
+ * automatic choice between them is made in Lua (policy.lua). */
+static int tpu_check_reset(lua_State *L, int arg)
+{
+    static const char *const modes[] = { "graceful", "reset", NULL };
+    return luaL_checkoption(L, arg, "graceful", modes) == 1;
+}

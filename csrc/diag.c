@@ -1,0 +1,323 @@
+/* A NETLINK_SOCK_DIAG client (Linux): asks the kernel whether a socket
+ * listens on a port, and lists listening sockets.
+ *
+ * One port: an exact inet_diag lookup per address. The kernel answers it
+ * with the same lookup an incoming SYN gets (established sockets first,
+ * then the listener for daddr:dport, wildcards and dual-stack [::]
+ * included), so the answer is "would a connection reach a listener", it
+ * sends no packet, and its cost does not depend on how many sockets the
+ * machine has. Many ports, or any local address: one dump per family of
+ * the listening sockets only, filtered in the kernel by a bytecode range
+ * on the source port. Listeners are collected in C memory (struct
+ * tpu_listeners) and reach Lua only after the netlink socket is closed. */
+
+#ifdef TPU_LINUX
+
+#define TPU_TCP_LISTEN 10
+/* The kernel never builds a dump datagram larger than this (netlink caps
+ * its dump allocation at 32 KiB); anything larger is refused as malformed. */
+#define TPU_DIAG_BUF 32768
+#define TPU_DIAG_MORE (-1)
+#define TPU_DIAG_DONE 0
+
+struct tpu_listener {
+    int family;
+    unsigned char addr[16];
+    int port;
+    int v6only;            /* 1, 0, or -1 where the backend cannot tell */
+    unsigned long uid;
+    unsigned long inode;
+};
+
+/* A growable list of listeners in C memory; err is ENOMEM once an
+ * allocation failed (the list is then incomplete and must not be used). */
+struct tpu_listeners {
+    struct tpu_listener *v;
+    size_t n, cap;
+    int err;
+};
+
+static void tpu_listeners_add(struct tpu_listeners *ls, const struct tpu_listener *l)
+{
+    if (ls->err != 0)
+        return;
+    if (ls->n == ls->cap) {
+        size_t cap = ls->cap ? ls->cap * 2 : 16;
+        struct tpu_listener *v = (struct tpu_listener *)realloc(ls->v, cap * sizeof *v);
+        if (v == NULL) {
+            ls->err = ENOMEM;
+            return;
+        }
+        ls->v = v;
+        ls->cap = cap;
+    }
+    ls->v[ls->n++] = *l;
+}
+
+static void tpu_listeners_free(struct tpu_listeners *ls)
+{
+    free(ls->v);
+    ls->v = NULL;
+    ls->n = ls->cap = 0;
+}
+
+/* Parses one datagram of a sock_diag reply, adding every listening socket
+ * in it to ls. Returns TPU_DIAG_MORE (a dump goes on), TPU_DIAG_DONE, or
+ * an errno value: the kernel's error, or EBADMSG for anything that is not
+ * a well-formed reply to request seq. Every field is copied out with
+ * memcpy and every length is checked against what is left of the buffer,
+ * so a hostile or truncated reply cannot make it read past len. */
+static int tpu_diag_parse(const unsigned char *buf, size_t len, unsigned seq, int dump,
+                          struct tpu_listeners *ls)
+{
+    size_t off = 0;
+    int seen = 0;
+    while (len - off >= sizeof(struct nlmsghdr)) {
+        struct nlmsghdr h;
+        const unsigned char *body;
+        size_t blen, step;
+        memcpy(&h, buf + off, sizeof h);
+        if (h.nlmsg_len < NLMSG_HDRLEN || h.nlmsg_len > len - off || h.nlmsg_seq != seq)
+            return EBADMSG;
+        if (h.nlmsg_flags & NLM_F_DUMP_INTR)
+            return EAGAIN;
+        body = buf + off + NLMSG_HDRLEN;
+        blen = h.nlmsg_len - NLMSG_HDRLEN;
+        if (h.nlmsg_type == NLMSG_DONE) {
+            int rc = 0;
+            if (blen >= sizeof rc)
+                memcpy(&rc, body, sizeof rc);
+            if (rc > 0 || rc < -4095)
+                return EBADMSG;
+            return rc < 0 ? -rc : TPU_DIAG_DONE;
+        }
+        if (h.nlmsg_type == NLMSG_ERROR) {
+            struct nlmsgerr e;
+            if (blen < sizeof e)
+                return EBADMSG;
+            memcpy(&e, body, sizeof e);
+            if (e.error >= 0 || e.error < -4095)
+                return EBADMSG;
+            return -e.error;
+        }
+        if (h.nlmsg_type == SOCK_DIAG_BY_FAMILY) {
+            struct inet_diag_msg m;
+            struct tpu_listener l;
+            size_t aoff = NLMSG_ALIGN(sizeof m);
+            if (blen < sizeof m)
+                return EBADMSG;
+            memcpy(&m, body, sizeof m);
+            if (m.idiag_family != AF_INET && m.idiag_family != AF_INET6)
+                return EBADMSG;
+            memset(&l, 0, sizeof l);
+            l.family = m.idiag_family;
+            memcpy(l.addr, m.id.idiag_src, m.idiag_family == AF_INET ? 4 : 16);
+            l.port = ntohs(m.id.idiag_sport);
+            l.uid = m.idiag_uid;
+            l.inode = m.idiag_inode;
+            l.v6only = m.idiag_family == AF_INET6 ? -1 : 0;
+            while (aoff < blen) {
+                struct nlattr a;
+                if (blen - aoff < NLA_HDRLEN)
+                    return EBADMSG;
+                memcpy(&a, body + aoff, sizeof a);
+                if (a.nla_len < NLA_HDRLEN || a.nla_len > blen - aoff)
+                    return EBADMSG;
+                if ((a.nla_type & NLA_TYPE_MASK) == INET_DIAG_SKV6ONLY && a.nla_len > NLA_HDRLEN
+                    && l.family == AF_INET6)
+                    l.v6only = body[aoff + NLA_HDRLEN] != 0;
+                step = NLA_ALIGN(a.nla_len);
+                aoff += step < blen - aoff ? step : blen - aoff;
+            }
+            if (m.idiag_state == TPU_TCP_LISTEN)
+                tpu_listeners_add(ls, &l);
+            seen = 1;
+        } else {
+            return EBADMSG;
+        }
+        step = NLMSG_ALIGN(h.nlmsg_len);
+        off += step < len - off ? step : len - off;
+        if (!dump && seen)
+            return off == len ? TPU_DIAG_DONE : EBADMSG;
+    }
+    if (off != len)
+        return EBADMSG;
+    return dump ? TPU_DIAG_MORE : EBADMSG;
+}
+
+static int tpu_diag_open(int *fd)
+{
+    *fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_SOCK_DIAG);
+    return *fd < 0 ? errno : 0;
+}
+
+/* Sends one request on a fresh socket (so the sequence number needs no
+ * state of its own) and reads its whole reply. The kernel answers during
+ * sendto (and refills a dump during each recv), so the reply is there
+ * when recv runs; the poll is only a guard against a kernel that defers
+ * it, and blocks for at most a second. */
+static int tpu_diag_ask(int fd, struct nlmsghdr *req, unsigned seq, int dump,
+                        struct tpu_listeners *ls)
+{
+    unsigned char buf[TPU_DIAG_BUF] __attribute__((aligned(8)));
+    struct sockaddr_nl kernel;
+    ssize_t n;
+    int rc;
+
+    memset(&kernel, 0, sizeof kernel);
+    kernel.nl_family = AF_NETLINK;
+    req->nlmsg_seq = seq;
+    do
+        n = sendto(fd, req, req->nlmsg_len, 0, (struct sockaddr *)&kernel, sizeof kernel);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return errno;
+    do {
+        struct pollfd pfd;
+        n = recv(fd, buf, sizeof buf, MSG_TRUNC);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN) {
+            pfd.fd = fd;
+            pfd.events = POLLIN;
+            if (poll(&pfd, 1, 1000) == 0)
+                return ETIMEDOUT;
+            continue;
+        }
+        if (n < 0)
+            return errno;
+        if ((size_t)n > sizeof buf)
+            return EMSGSIZE;
+        if (n == 0)
+            return EBADMSG;
+        rc = tpu_diag_parse(buf, (size_t)n, seq, dump, ls);
+        if (rc != TPU_DIAG_MORE)
+            return rc;
+    } while (1);
+}
+
+struct tpu_diag_exact_req {
+    struct nlmsghdr nlh;
+    struct inet_diag_req_v2 r;
+};
+
+/* Would a connection to t reach a listener? 0 with *found set, or errno. */
+static int tpu_diag_exact(int fd, const struct tpu_target *t, int *found)
+{
+    struct tpu_diag_exact_req q;
+    struct tpu_listeners ls;
+    int rc;
+    memset(&q, 0, sizeof q);
+    memset(&ls, 0, sizeof ls);
+    q.nlh.nlmsg_len = sizeof q;
+    q.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+    q.nlh.nlmsg_flags = NLM_F_REQUEST;
+    q.r.sdiag_protocol = IPPROTO_TCP;
+    q.r.idiag_states = 1u << TPU_TCP_LISTEN;
+    q.r.id.idiag_cookie[0] = INET_DIAG_NOCOOKIE;
+    q.r.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
+    if (t->sa.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&t->sa;
+        q.r.id.idiag_sport = s6->sin6_port;
+        if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
+            /* a v4-mapped address is reached over IPv4 */
+            q.r.sdiag_family = AF_INET;
+            memcpy(q.r.id.idiag_src, s6->sin6_addr.s6_addr + 12, 4);
+        } else {
+            q.r.sdiag_family = AF_INET6;
+            memcpy(q.r.id.idiag_src, &s6->sin6_addr, 16);
+        }
+    } else {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)&t->sa;
+        q.r.sdiag_family = AF_INET;
+        q.r.id.idiag_sport = s4->sin_port;
+        memcpy(q.r.id.idiag_src, &s4->sin_addr, 4);
+    }
+    rc = tpu_diag_ask(fd, &q.nlh, 1, 0, &ls);
+    *found = rc == 0 && ls.n > 0;
+    tpu_listeners_free(&ls);
+    return rc == ENOENT ? 0 : rc;
+}
+
+/* Whether exact lookups work here: a listener of our own must be found.
+ * Without this, a kernel lacking tcp_diag (it answers ENOENT, the same
+ * as "nothing listens") would make every port look free. 0, or errno
+ * (EOPNOTSUPP for such a kernel). Asked once per Lua state, which keeps
+ * the answer (lua/tcp_port_used/listen.lua). */
+static int tpu_diag_verify(void)
+{
+    struct tpu_target t;
+    struct sockaddr_in s4;
+    struct in_addr lo;
+    socklen_t len = sizeof s4;
+    int rc, found = 0, l, fd;
+
+    rc = tpu_diag_open(&fd);
+    if (rc != 0)
+        return rc;
+    l = tpu_socket(AF_INET, SOCK_STREAM, 1);
+    if (l < 0) {
+        rc = errno;
+        close(fd);
+        return rc;
+    }
+    lo.s_addr = htonl(INADDR_LOOPBACK);
+    tpu_set_v4(&t, &lo, 0);
+    if (bind(l, (struct sockaddr *)&t.sa, t.len) != 0 || listen(l, 1) != 0
+        || getsockname(l, (struct sockaddr *)&s4, &len) != 0) {
+        rc = errno;
+    } else {
+        ((struct sockaddr_in *)&t.sa)->sin_port = s4.sin_port;
+        rc = tpu_diag_exact(fd, &t, &found);
+        if (rc == 0 && !found)
+            rc = EOPNOTSUPP;
+    }
+    close(l);
+    close(fd);
+    return rc;
+}
+
+struct tpu_diag_dump_req {
+    struct nlmsghdr nlh;
+    struct inet_diag_req_v2 r;
+    struct nlattr bc_attr;
+    struct inet_diag_bc_op bc[4];
+};
+
+/* Adds to ls the listening sockets of one family with lo <= port <= hi,
+ * by a dump that the kernel filters with a bytecode range on the source
+ * port. A dump interrupted by a change of the table starts over. */
+static int tpu_diag_dump(int fd, int family, int lo, int hi, struct tpu_listeners *ls)
+{
+    struct tpu_diag_dump_req q;
+    int rc, tries = 0;
+    memset(&q, 0, sizeof q);
+    q.nlh.nlmsg_len = sizeof q;
+    q.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+    q.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    q.r.sdiag_family = (unsigned char)family;
+    q.r.sdiag_protocol = IPPROTO_TCP;
+    q.r.idiag_states = 1u << TPU_TCP_LISTEN;
+    q.bc_attr.nla_len = NLA_HDRLEN + sizeof q.bc;
+    q.bc_attr.nla_type = INET_DIAG_REQ_BYTECODE;
+    /* sport >= lo, else reject (jump 4 bytes past the end);
+     * sport <= hi, else reject; falling off the end accepts. */
+    q.bc[0].code = INET_DIAG_BC_S_GE;
+    q.bc[0].yes = 8;
+    q.bc[0].no = 20;
+    q.bc[1].no = (unsigned short)lo;
+    q.bc[2].code = INET_DIAG_BC_S_LE;
+    q.bc[2].yes = 8;
+    q.bc[2].no = 12;
+    q.bc[3].no = (unsigned short)hi;
+    do {
+        size_t mark = ls->n;
+        rc = tpu_diag_ask(fd, &q.nlh, (unsigned)(2 + tries), 1, ls);
+        if (rc != EAGAIN)
+            break;
+        ls->n = mark;
+    } while (++tries < 3);
+    return rc != 0 ? rc : ls->err;
+}
+
+#endif /* TPU_LINUX */

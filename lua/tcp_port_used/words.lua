@@ -1,0 +1,86 @@
+--- The words: one table from code to text, and the one shape of every
+-- message, "<operation> <where>: <text>", the same from every transport.
+-- Codes are the contract; nothing reads a message to decide anything.
+local hosts = require "tcp_port_used.hosts"
+
+local M = {}
+
+local TEXT = {
+  ECONNREFUSED = "connection refused",
+  ETIMEDOUT = "timed out",
+  EHOSTUNREACH = "host unreachable",
+  ENETUNREACH = "network unreachable",
+  EHOSTDOWN = "host is down",
+  ENETDOWN = "network is down",
+  EACCES = "permission denied",
+  EPERM = "operation not permitted",
+  EADDRINUSE = "address in use",
+  EADDRNOTAVAIL = "address not available",
+  EAFNOSUPPORT = "address family not supported",
+  EMFILE = "too many open files",
+  ENFILE = "too many open files in system",
+  ENOBUFS = "no buffer space available",
+  ENOMEM = "out of memory",
+  EINVAL = "invalid argument",
+  ECONNRESET = "connection reset",
+  ECONNABORTED = "connection aborted",
+  EPIPE = "broken pipe",
+  EPROTO = "protocol error",
+  EAGAIN = "resource temporarily unavailable",
+  ENOENT = "no such file or directory",
+  ENOTDIR = "not a directory",
+  ENOTSOCK = "not a socket",
+  ENAMETOOLONG = "file name too long",
+  EPROTONOSUPPORT = "protocol not supported",
+  EOPNOTSUPP = "operation not supported",
+  ENOTSUP = "not supported on this system",
+  EBADMSG = "malformed reply from the kernel",
+  EMSGSIZE = "reply from the kernel larger than expected",
+  ECLOSED = "probe closed",
+  EAI_NONAME = "name or service not known",
+  EAI_AGAIN = "temporary failure in name resolution",
+  EAI_FAIL = "non-recoverable failure in name resolution",
+  EAI_FAMILY = "address family not supported",
+  EAI_MEMORY = "out of memory",
+  EAI_SERVICE = "service not supported",
+  EAI_NODATA = "no address associated with the name",
+  EAI_ADDRFAMILY = "no address of that family for the name",
+}
+M.TEXT = TEXT
+
+-- Where an operation gives a code a meaning of its own.
+local OP_TEXT = {
+  listen = {
+    EADDRNOTAVAIL = "not an address of this machine (listen mode answers only for this machine)",
+    ENOTSUP = "listen mode needs Linux (NETLINK_SOCK_DIAG or /proc/net/tcp)",
+  },
+}
+
+--- The words for code in operation op.
+function M.text(op, code)
+  local o = OP_TEXT[op]
+  return o and o[code] or TEXT[code] or ("error " .. tostring(code))
+end
+
+--- Where a probe went: "127.0.0.1:80", "[::1]:80", or for a name
+-- "db:5432 (10.0.0.2:5432)". address nil: the host alone (resolution).
+function M.where(host, port, address)
+  if not address then return host end
+  local a = address:find(":", 1, true) and "[" .. address .. "]:" .. port or address .. ":" .. port
+  if hosts.is_name(host) then return hosts.bare(host) .. ":" .. port .. " (" .. a .. ")" end
+  return a
+end
+
+--- "<op> <where>: <text>".
+function M.message(op, where, code)
+  return op .. " " .. where .. ": " .. M.text(op, code)
+end
+
+M.NO_FAMILY = "no address of a family this machine has"
+M.EXCLUDED_ONLY = "the kernel kept picking excluded ports"
+
+function M.no_free_port(from, to)
+  return "no free port in " .. from .. ".." .. to
+end
+
+return M
