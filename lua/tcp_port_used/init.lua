@@ -14,6 +14,7 @@ local transport = require "tcp_port_used.transport.core"
 local M = { _VERSION = core._VERSION }
 
 local now = core.now
+local public = require("tcp_port_used.verdict").public
 policy.clock(now)
 
 local probe = require("tcp_port_used.probe")(transport)
@@ -22,7 +23,7 @@ local probe = require("tcp_port_used.probe")(transport)
 -- true (in use), false (free) or nil, err, code, op.
 function M.check(a, b)
   local o = args.check("check", a, b)
-  return probe(o, o.port, o.timeout_ms, nil)
+  return public(probe(o, o.port, o.timeout_ms, nil))
 end
 
 local function wait(fname, o)

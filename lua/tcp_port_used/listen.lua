@@ -18,9 +18,8 @@ local ipairs, pairs = ipairs, pairs
 local listen_exact, listeners, local_addresses = core.listen_exact, core.listeners, core.local_addresses
 local core_bind = core.bind
 
-local forced = os.getenv("TPU_LISTEN_BACKEND")
-if forced ~= "proc" and forced ~= "netlink" then forced = nil end
-local backend = forced
+local backend = os.getenv("TPU_LISTEN_BACKEND")
+if backend ~= "proc" and backend ~= "netlink" then backend = nil end
 
 -- What a refused or absent NETLINK_SOCK_DIAG answers; /proc takes over.
 local REFUSED = {
@@ -33,12 +32,12 @@ local REFUSED = {
 -- returns to choosing by itself.
 function M.backend(name)
   if name == false then
-    forced, backend = nil, nil
+    backend = nil
   elseif name ~= nil then
     if name ~= "netlink" and name ~= "proc" then
       error("bad argument #1 to 'backend' (\"netlink\" or \"proc\" expected, got " .. tostring(name) .. ")", 2)
     end
-    forced, backend = name, name
+    backend = name
   end
   return backend
 end

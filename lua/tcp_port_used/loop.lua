@@ -22,7 +22,7 @@ end
 
 --- o: normalized wait options (ports, in_use, retry_ms, timeout_ms,
 -- attempt_ms, on_retry). Returns true, or nil, "timeout", last_err, code,
--- or nil, err, code for a permanent error.
+-- or nil, err, code for a permanent error (policy.permanent).
 function M.wait(o, probe, sleep, now)
   local start = now()
   local deadline = start + o.timeout_ms
@@ -41,7 +41,7 @@ function M.wait(o, probe, sleep, now)
         table.remove(pending, i)
       else
         if r == nil then
-          if permanent(op, code) then return nil, err, code, op end
+          if permanent(op, code) then return nil, err, code end
           last_err, last_code = err, code
         end
         i = i + 1

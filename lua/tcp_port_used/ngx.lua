@@ -1,8 +1,9 @@
 --- tcp_port_used.ngx: the tcp_port_used API inside OpenResty.
 -- In the phases that have cosockets (rewrite, access, content, timer,
--- ssl_cert, ssl_session_fetch, ssl_client_hello) a probe is a cosocket
--- connect and a wait sleeps with ngx.sleep, so nginx keeps serving other
--- requests meanwhile. init_by_lua may block, so it gets the core's
+-- ssl_cert, ssl_session_fetch, ssl_client_hello) a probe never blocks the
+-- worker (transport/ngx.lua: cosockets, and the core's probe polled
+-- between sleeps for this machine's own addresses) and a wait sleeps with
+-- ngx.sleep, so nginx keeps serving other requests meanwhile. init_by_lua may block, so it gets the core's
 -- blocking waits. init_worker_by_lua has neither, so it gets on_used /
 -- on_free, which run the wait in an ngx.timer.at handler. Every other
 -- phase raises an error naming the phase rather than freeze the worker.
@@ -20,9 +21,10 @@ local loop = require "tcp_port_used.loop"
 local M = { _VERSION = tpu._VERSION }
 
 local type, tostring, pairs, pcall, error = type, tostring, pairs, pcall, error
-local min, max, ceil = math.min, math.max, math.ceil
-local now, core_probe, core_resolve = core.now, tpu._probe, core.resolve
-local get_phase, tcp, ngx_sleep, timer_at = ngx.get_phase, ngx.socket.tcp, ngx.sleep, ngx.timer.at
+local min = math.min
+local now = core.now
+local public = require("tcp_port_used.verdict").public
+local get_phase, ngx_sleep, timer_at = ngx.get_phase, ngx.sleep, ngx.timer.at
 local exiting = ngx.worker.exiting
 local unpack = table.unpack or unpack -- luacheck: ignore 143
 
@@ -42,106 +44,13 @@ local function phase_error(fname, phase, doing)
     "handler, or use on_used/on_free, which run it in a timer)", fname, doing, phase), 3)
 end
 
--- lua-nginx-module reports a failed connect as strerror() with a lower-case
--- first letter; these are the codes the C core would give, with its words.
-local ERRORS = {
-  ["timeout"] = { "ETIMEDOUT", "timed out" },
-  ["no route to host"] = { "EHOSTUNREACH", "host unreachable" },
-  ["network is unreachable"] = { "ENETUNREACH", "network unreachable" },
-  ["host is down"] = { "EHOSTDOWN", "host is down" },
-  ["network is down"] = { "ENETDOWN", "network is down" },
-  ["permission denied"] = { "EACCES", "permission denied" },
-  ["operation not permitted"] = { "EPERM", "operation not permitted" },
-  ["cannot assign requested address"] = { "EADDRNOTAVAIL", "address not available" },
-  ["address family not supported by protocol"] = { "EAFNOSUPPORT", "address family not supported" },
-  ["too many open files"] = { "EMFILE", "too many open files" },
-  ["too many open files in system"] = { "ENFILE", "too many open files in system" },
-  ["no buffer space available"] = { "ENOBUFS", "no buffer space available" },
-  ["connection reset by peer"] = { "ECONNRESET", "connection reset" },
-  ["no memory"] = { "ENOMEM", "out of memory" },
-}
-
--- Errors of an IPv6 address that a machine without IPv6 explains.
-local NO_FAMILY = { EAFNOSUPPORT = true, EADDRNOTAVAIL = true, ENETUNREACH = true }
-
-local LOOPBACKS = {
-  { family = "inet", address = "127.0.0.1" },
-  { family = "inet6", address = "::1" },
-}
-
--- Literals connect as they are; a name goes through the system resolver
--- (getaddrinfo, via the C core) so that every address is tried and
--- /etc/hosts counts, as in tcp_port_used. That lookup blocks the worker:
--- instant for literals and /etc/hosts names, a DNS round trip otherwise.
-local function targets(host)
-  if host == nil then return LOOPBACKS, false end
-  local list, err, code = core_resolve(host)
-  if not list then return nil, err, code end
-  local bare = host:match("^%[(.*)%]$") or host
-  return list, not (bare:find(":", 1, true) or bare:match("^%d+%.%d+%.%d+%.%d+$"))
-end
-
-local function where(host, named, t, port)
-  local a = t.family == "inet6" and "[" .. t.address .. "]:" .. port or t.address .. ":" .. port
-  if named then return host .. ":" .. port .. " (" .. a .. ")" end
-  return a
-end
-
--- One cosocket connect: true, false (refused), or nil, err, code.
-local function connect_one(t, port, budget)
-  local sock, serr = tcp()
-  if not sock then return nil, serr, "EUNKNOWN" end
-  sock:settimeout(max(1, ceil(budget)))
-  local ok, err = sock:connect(t.family == "inet6" and "[" .. t.address .. "]" or t.address, port)
-  if ok then
-    -- An ordinary close (FIN): the server logs nothing.
-    sock:close()
-    return true
-  end
-  if err == "connection refused" then return false end
-  local e = ERRORS[err]
-  if e then return nil, e[2], e[1] end
-  return nil, err, "EUNKNOWN"
-end
-
--- The cosocket probe of every address of host within one budget, with the
--- C core's verdict: true if any accepts, false if all refuse, otherwise
--- the error of the first that failed; IPv6 addresses are skipped on a
--- machine without IPv6.
-local function cosocket_probe(host, port, budget)
-  local list, named, code = targets(host)
-  if not list then return nil, named, code end
-  local due = now() + budget
-  local refused, failed, fcode
-  for i = 1, #list do
-    local t = list[i]
-    local r, err, c = connect_one(t, port, max(1, due - now()))
-    if r == true then return true end
-    if r == false then
-      refused = true
-    elseif not (t.family == "inet6" and NO_FAMILY[c] and not core.ipv6()) and not failed then
-      failed, fcode = "connect " .. where(host, named, t, port) .. ": " .. err, c
-    end
-  end
-  if failed then return nil, failed, fcode end
-  if refused then return false end
-  return nil, "connect " .. where(host, named, list[1], port) ..
-    ": no address of a family this machine has", "EAFNOSUPPORT"
-end
-
--- Cosockets cannot bind, ask the kernel who listens, or close with a
--- reset (no SO_LINGER), so those probes go through the C core, whose
--- connect is polled between ngx.sleep calls.
-local function probe(o, port, budget, sleep)
-  if o.mode == "connect" and o.close ~= "reset" then
-    return cosocket_probe(o.host, port, budget)
-  end
-  return core_probe(o, port, budget, sleep)
-end
+-- probe.lua and the verdict over the OpenResty transport: the same answer
+-- as the C core gives for the same input.
+local probe = require("tcp_port_used.probe")(require "tcp_port_used.transport.ngx")
 
 local function wait_here(o, sleep)
   return loop.wait(o, function(port, budget)
-    return probe(o, port, budget, sleep)
+    return probe(o, port, budget, sleep_ms)
   end, sleep, now)
 end
 
@@ -149,11 +58,11 @@ end
 function M.check(a, b)
   local o = args.check("check", a, b)
   local phase = get_phase()
-  if COSOCKET_PHASES[phase] then return probe(o, o.port, o.timeout_ms, sleep_ms) end
+  if COSOCKET_PHASES[phase] then return public(probe(o, o.port, o.timeout_ms, sleep_ms)) end
   -- No request is served yet in these phases: one probe bounded by
   -- timeout_ms may block.
   if phase == "init" or phase == "init_worker" then
-    return core_probe(o, o.port, o.timeout_ms, nil)
+    return public(probe(o, o.port, o.timeout_ms, nil))
   end
   phase_error("check", phase, "probe")
 end
@@ -164,7 +73,7 @@ args.define_waits(M, function(fname, o)
   if phase == "init" then
     local sleep = o.sleep or core.sleep
     return loop.wait(o, function(port, budget)
-      return core_probe(o, port, budget, o.sleep)
+      return probe(o, port, budget, o.sleep)
     end, sleep, now)
   end
   phase_error(fname, phase, "wait")

@@ -15,6 +15,7 @@
 --   inside a loop callback, where blocking would freeze the loop.
 local args = require "tcp_port_used.args"
 local loop = require "tcp_port_used.loop"
+local policy = require "tcp_port_used.policy"
 
 local vim_ = rawget(_G, "vim")
 local nvim = type(vim_) == "table" and (vim_.uv or vim_.loop) ~= nil
@@ -37,7 +38,8 @@ local M = { _VERSION = tpu and tpu._VERSION or "0.1.0", has_core = has_core }
 
 local unpack = table.unpack or unpack
 local yield, resume, status = coroutine.yield, coroutine.resume, coroutine.status
-local hrtime, ceil, max = uv.hrtime, math.ceil, math.max
+local hrtime = uv.hrtime
+local public = require("tcp_port_used.verdict").public
 
 -- uv.now() is the time the loop iteration started: stale while a callback
 -- runs long, so deadlines use the monotonic high-resolution clock.
@@ -45,13 +47,9 @@ local function now()
   return hrtime() / 1e6
 end
 
--- A luv timer counts from the loop's cached time, which is stale when
--- the loop has not run for a while (a blocking caller, a long callback):
--- refreshed first, a timer never fires early.
-local function start_timer(t, ms, cb)
-  uv.update_time()
-  t:start(ceil(max(ms, 0)), 0, cb)
-end
+local uvt = require("tcp_port_used.transport.uv")(uv, now)
+local start_timer = uvt.start_timer
+policy.clock(now)
 
 local function pack(...)
   return { n = select("#", ...), ... }
@@ -191,272 +189,24 @@ local function timer_sleep(ms)
   end)
 end
 
---- Addresses -------------------------------------------------------------
+--- Probes ----------------------------------------------------------------
 
--- The same words as the C core uses, so messages read alike everywhere.
-local MESSAGES = {
-  ECONNREFUSED = "connection refused", ETIMEDOUT = "timed out",
-  EHOSTUNREACH = "host unreachable", ENETUNREACH = "network unreachable",
-  EHOSTDOWN = "host is down", ENETDOWN = "network is down",
-  EACCES = "permission denied", EPERM = "operation not permitted",
-  EADDRINUSE = "address in use", EADDRNOTAVAIL = "address not available",
-  EAFNOSUPPORT = "address family not supported", EMFILE = "too many open files",
-  ENFILE = "too many open files in system", ENOBUFS = "no buffer space available",
-  ENOMEM = "out of memory", EINVAL = "invalid argument", ECONNRESET = "connection reset",
-  ECONNABORTED = "connection aborted",
-  EAI_NONAME = "Name or service not known", EAI_AGAIN = "Temporary failure in name resolution",
-  EAI_FAIL = "Non-recoverable failure in name resolution",
+-- The luv transport's callbacks as awaits, for probe.lua and the verdict:
+-- the same answer as the C core gives for the same input.
+
+local probe = require("tcp_port_used.probe") {
+  connect = function(host, port, budget, close)
+    return await(function(done) uvt.connect(host, port, budget, close, done) end)
+  end,
+  bind = function(host, port)
+    return await(function(done) uvt.bind(host, port, done) end)
+  end,
+  -- a kernel query in C that never waits on the network
+  listen = has_core and require("tcp_port_used.listen").outcomes or nil,
+  ipv6 = uvt.ipv6,
 }
 
--- luv reports "ENAME" to callbacks and "ENAME: message" from calls.
-local function code_of(e)
-  return tostring(e):match("^([%u%d_]+)") or "EUNKNOWN"
-end
-
-local function message_of(code, e)
-  return MESSAGES[code] or tostring(e):match("^[%u%d_]+: (.*)") or code
-end
-
-local LOOPBACKS = { { ip = "127.0.0.1", v6 = false }, { ip = "::1", v6 = true } }
-
---- Calls done(targets, named) or done(nil, err, code), from the loop for
--- a name (uv.getaddrinfo does not block it), at once for a literal.
-local function resolve(host, done)
-  if host == nil then return done(LOOPBACKS, false) end
-  local name = host:match("^%[(.*)%]$") or host
-  if name:find(":", 1, true) then return done({ { ip = name, v6 = true } }, false) end
-  if name:match("^%d+%.%d+%.%d+%.%d+$") then return done({ { ip = name, v6 = false } }, false) end
-  local function fail(e)
-    local code = code_of(e)
-    done(nil, "resolve " .. host .. ": " .. message_of(code, e), code)
-  end
-  local req, e = uv.getaddrinfo(name, nil, { socktype = "stream", protocol = "tcp" },
-    function(err, res)
-      if err then return fail(err) end
-      local list, seen = {}, {}
-      for _, ai in ipairs(res or {}) do
-        if (ai.family == "inet" or ai.family == "inet6") and not seen[ai.addr] then
-          seen[ai.addr] = true
-          list[#list + 1] = { ip = ai.addr, v6 = ai.family == "inet6" }
-        end
-      end
-      if #list == 0 then return fail("EAI_NONAME") end
-      done(list, true)
-    end)
-  if not req then fail(e) end
-end
-
-local function where(host, named, t, port)
-  local addr = t.v6 and ("[" .. t.ip .. "]:" .. port) or (t.ip .. ":" .. port)
-  if named then return (host:match("^%[(.*)%]$") or host) .. ":" .. port .. " (" .. addr .. ")" end
-  return addr
-end
-
-local ipv6
--- Asked only after an IPv6 address failed in a way a missing family
--- explains, as the C core does.
-local function ipv6_available()
-  if ipv6 == nil then
-    local h = uv.new_tcp()
-    local ok, _, code = h:bind("::1", 0)
-    h:close()
-    ipv6 = ok ~= nil or (code ~= "EADDRNOTAVAIL" and code ~= "EAFNOSUPPORT")
-  end
-  return ipv6
-end
-
-local function missing_family(t, code)
-  return t.v6 and (code == "EAFNOSUPPORT" or code == "EADDRNOTAVAIL" or code == "ENETUNREACH")
-    and not ipv6_available()
-end
-
---- Connect probe ---------------------------------------------------------
-
--- The close policy of the C core (SPEC: "a probe leaves nothing behind"):
--- FIN, which servers do not log, until this process has made about 100
--- connected probes in the last second; then resets, so that TIME_WAIT
--- entries cannot exhaust the ephemeral ports. A sliding estimate over two
--- one-second windows.
-local rate = { start = 0, prev = 0, cur = 0 }
-
-local function should_reset(mode)
-  if mode ~= "auto" then return mode == "reset" end
-  local t = now()
-  local elapsed = t - rate.start
-  if elapsed >= 1000 then
-    rate.prev = elapsed >= 2000 and 0 or rate.cur
-    rate.cur = 0
-    rate.start = elapsed >= 2000 and t or rate.start + 1000
-    elapsed = t - rate.start
-  end
-  local estimate = rate.prev * (1 - elapsed / 1000) + rate.cur
-  rate.cur = rate.cur + 1
-  return estimate >= 100
-end
-
-local function close_connected(h, mode)
-  if should_reset(mode) and h.close_reset then h:close_reset() else h:close() end
-end
-
---- Connects to every target at once; done(true) as soon as one accepts,
--- else, once all have answered or budget ms have passed, done(nil, err,
--- code) for the first failure, done(false) if any refused, or an error if
--- every address was of a family this machine lacks.
-local function connect_all(host, named, targets, port, budget, close, done)
-  local slots, finished = {}, false
-  local timer = uv.new_timer()
-
-  local function finish(...)
-    finished = true
-    timer:close()
-    for _, s in ipairs(slots) do
-      if s.h then
-        s.h:close()
-        s.h = nil
-      end
-    end
-    done(...)
-  end
-
-  local function failed(s, code)
-    if s.h then
-      s.h:close()
-      s.h = nil
-    end
-    if code == "ECONNREFUSED" then
-      s.state = "refused"
-    elseif missing_family(s.t, code) then
-      s.state = "skipped"
-    else
-      s.state, s.code = "failed", code
-    end
-  end
-
-  local function settle()
-    if finished then return end
-    for _, s in ipairs(slots) do
-      if s.state == "pending" then return end
-    end
-    for _, s in ipairs(slots) do
-      if s.state == "failed" then
-        return finish(nil, "connect " .. where(host, named, s.t, port) .. ": "
-          .. message_of(s.code, s.code), s.code)
-      end
-    end
-    for _, s in ipairs(slots) do
-      if s.state == "refused" then return finish(false) end
-    end
-    finish(nil, "connect " .. where(host, named, slots[1].t, port) ..
-      ": no address of a family this machine has", "EAFNOSUPPORT")
-  end
-
-  -- libuv runs due timers before it polls for I/O: a connect that
-  -- answered by the deadline gets one more poll (the timer re-armed for
-  -- 1 ms) before it counts as timed out, as the C core's poll sees it.
-  local looked = false
-  local function expire()
-    if not looked then
-      looked = true
-      return start_timer(timer, 1, expire)
-    end
-    for _, s in ipairs(slots) do
-      if s.state == "pending" then failed(s, "ETIMEDOUT") end
-    end
-    settle()
-  end
-  start_timer(timer, max(budget, 1), expire)
-  for i, t in ipairs(targets) do
-    local s = { t = t, state = "pending" }
-    slots[i] = s
-    local h, herr = uv.new_tcp()
-    if not h then
-      failed(s, code_of(herr))
-    else
-      s.h = h
-      local req, cerr = h:connect(t.ip, port, function(err)
-        -- a handle closed by finish() reports ECANCELED here
-        if finished or s.state ~= "pending" then return end
-        if err then
-          failed(s, code_of(err))
-          return settle()
-        end
-        s.state, s.h = "open", nil
-        close_connected(h, close)
-        finish(true)
-      end)
-      if not req then failed(s, code_of(cerr)) end
-    end
-  end
-  settle()
-end
-
-local function connect_probe(o, port, budget)
-  local targets, named_or_err, code = await(function(done) resolve(o.host, done) end)
-  if not targets then return nil, named_or_err, code end
-  return await(function(done)
-    connect_all(o.host, named_or_err, targets, port, budget, o.close, done)
-  end)
-end
-
---- Bind probe ------------------------------------------------------------
-
--- libuv sets SO_REUSEADDR on every TCP bind (as servers do), the very
--- probe the C core makes; it may hold EADDRINUSE back until listen, but
--- getsockname reports it, so the probe never listens.
-local function bind_one(t, port)
-  local h = uv.new_tcp()
-  local ok, e = h:bind(t.ip, port, t.v6 and { ipv6only = true } or nil)
-  if ok then ok, e = h:getsockname() end
-  h:close()
-  if ok then return "free" end
-  local code = code_of(e)
-  if code == "EADDRINUSE" then return "used" end
-  if missing_family(t, code) then return "skipped" end
-  return "failed", code
-end
-
-local function bind_probe(o, port)
-  local targets, named_or_err, rcode = await(function(done) resolve(o.host, done) end)
-  if not targets then return nil, named_or_err, rcode end
-  local first, first_code, any_free
-  for _, t in ipairs(targets) do
-    local r, code = bind_one(t, port)
-    if r == "used" then return true end
-    if r == "free" then any_free = true end
-    if r == "failed" and not first then first, first_code = t, code end
-  end
-  if first then
-    return nil, "bind " .. where(nil, false, first, port) .. ": " .. message_of(first_code, first_code),
-      first_code
-  end
-  if any_free then return false end
-  return nil, "bind " .. where(nil, false, targets[1], port) ..
-    ": no address of a family this machine has", "EAFNOSUPPORT"
-end
-
---- One probe -------------------------------------------------------------
-
 local LUV_MODES = { connect = true, bind = true, any = true }
-
-local function probe(o, port, budget)
-  local mode = o.mode
-  if mode == "bind" then return bind_probe(o, port) end
-  if not LUV_MODES[mode] then
-    -- a kernel query in C that never waits on the network
-    return tpu.check { port = port, host = o.host, mode = mode, timeout_ms = budget }
-  end
-  local r, err, code = connect_probe(o, port, budget)
-  if r == true then return true end
-  if mode == "connect" then
-    if r == false then return false end
-    return nil, err, code
-  end
-  local b, berr, bcode = bind_probe(o, port)
-  if b == true then return true end
-  if r == nil then return nil, err, code end
-  if b == nil then return nil, berr, bcode end
-  return false
-end
 
 local function needs_core(fname, o)
   if not LUV_MODES[o.mode] and not tpu then
@@ -477,7 +227,7 @@ end
 function M.check(a, b)
   local o = args.check("check", a, b)
   needs_core("check", o)
-  return perform("check", true, function() return probe(o, o.port, o.timeout_ms) end)
+  return perform("check", true, function() return public(probe(o, o.port, o.timeout_ms)) end)
 end
 
 args.define_waits(M, function(fname, o)

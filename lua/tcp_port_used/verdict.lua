@@ -57,6 +57,13 @@ function M.answer(op, host, port, ipv6, s1, a1, ...)
   return nil, op .. " " .. where(host, port, a1) .. ": " .. words.NO_FAMILY, "EAFNOSUPPORT", op
 end
 
+--- The answer as the public API gives it: true, false or nil, err, code
+-- (the operation, a fourth value, is for the retry policy only).
+function M.public(r, err, code)
+  if r == nil then return nil, err, code end
+  return r
+end
+
 --- any mode: in use if either probe says so; an error where neither does
 -- and one failed (the connect error first), else free.
 function M.any(r, err, code, op, b, berr, bcode, bop)
