@@ -284,7 +284,7 @@ static int l_start(lua_State *L)
     const char *host = tpu_opt_host(L, 1);
     int port = tpu_check_port(L, 2);
     int reset = tpu_check_reset(L, 3);
-    int rc, err, n;
+    int i, rc, err, n;
     tpu_outcome_room(L);
     n = tpu_resolve(host, port, 0, t, &rc, &err);
     if (n == 0)
@@ -298,6 +298,9 @@ static int l_start(lua_State *L)
     tpu_probe_begin(p, t, n, reset);
     if (!tpu_probe_has(p, SLOT_PENDING) || tpu_probe_has(p, SLOT_OPEN))
         return tpu_probe_push(L, p);
+    /* the host argument does not outlive this call */
+    for (i = 0; i < n; i++)
+        p->slot[i].t.text = NULL;
     return 1;
 }
 

@@ -6,6 +6,10 @@
 struct tpu_target {
     struct sockaddr_storage sa;
     socklen_t len;
+    /* the address as text when it is known without inet_ntop: a constant
+     * loopback literal, or the host argument of the current call; NULL
+     * otherwise (and always once the call has returned) */
+    const char *text;
 };
 
 static void tpu_set_v4(struct tpu_target *t, const struct in_addr *a, int port)
@@ -40,6 +44,10 @@ static void tpu_set_port(struct tpu_target *t, int port)
 static void tpu_push_address(lua_State *L, const struct tpu_target *t)
 {
     char ip[INET6_ADDRSTRLEN];
+    if (t->text != NULL) {
+        lua_pushstring(L, t->text);
+        return;
+    }
     const void *a = t->sa.ss_family == AF_INET6
         ? (const void *)&((const struct sockaddr_in6 *)&t->sa)->sin6_addr
         : (const void *)&((const struct sockaddr_in *)&t->sa)->sin_addr;
@@ -95,15 +103,21 @@ static int tpu_resolve(const char *host, int port, int passive,
         a4.s_addr = htonl(INADDR_LOOPBACK);
         tpu_set_v4(&targets[0], &a4, port);
         tpu_set_v6(&targets[1], &in6addr_loopback, port);
+        targets[0].text = "127.0.0.1";
+        targets[1].text = "::1";
         return 2;
     }
     tpu_strip_brackets(host, name, sizeof name);
     if (inet_pton(AF_INET, name, &a4) == 1) {
         tpu_set_v4(&targets[0], &a4, port);
+        if (host[0] != '[')
+            targets[0].text = host;
         return 1;
     }
     if (inet_pton(AF_INET6, name, &a6) == 1) {
         tpu_set_v6(&targets[0], &a6, port);
+        if (host[0] != '[')
+            targets[0].text = host;
         return 1;
     }
     memset(&hints, 0, sizeof hints);

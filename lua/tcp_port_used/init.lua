@@ -21,8 +21,12 @@ local probe = require("tcp_port_used.probe")(transport)
 
 --- check(port [, host]) or check{ port, host, timeout_ms, mode, close }:
 -- true (in use), false (free) or nil, err, code, op.
+-- The options of the core's check: one table, refilled by each call (a
+-- check never yields, so no two calls share it at once).
+local check_options = {}
+
 function M.check(a, b)
-  local o = args.check("check", a, b)
+  local o = args.check("check", a, b, check_options)
   return public(probe(o, o.port, o.timeout_ms, nil))
 end
 
