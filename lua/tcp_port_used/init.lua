@@ -14,7 +14,6 @@ local transport = require "tcp_port_used.transport.core"
 local M = { _VERSION = core._VERSION }
 
 local now = core.now
-local public = require("tcp_port_used.verdict").public
 policy.clock(now)
 
 local probe = require("tcp_port_used.probe")(transport)
@@ -27,7 +26,9 @@ local check_options = {}
 
 function M.check(a, b)
   local o = args.check("check", a, b, check_options)
-  return public(probe(o, o.port, o.timeout_ms, nil))
+  local r, err, code = probe(o, o.port, o.timeout_ms, nil)
+  if r == nil then return nil, err, code end -- verdict.public, inlined
+  return r
 end
 
 local function wait(fname, o)

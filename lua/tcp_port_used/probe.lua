@@ -37,7 +37,7 @@ return function(T)
   return function(o, port, budget, sleep)
     local mode = o.mode
     if mode == "connect" then return connect(o, port, budget, sleep) end
-    if mode == "bind" then return bind(o, port) end
+    if mode == "bind" then return answer("bind", o.host, port, ipv6, t_bind(o.host, port)) end
     if mode == "listen" then return answer("listen", o.host, port, ipv6, t_listen(o.host, port)) end
     local r, err, code, op = connect(o, port, budget, sleep)
     if r == true then return true end
