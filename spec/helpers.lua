@@ -9,10 +9,21 @@ H.lua = os.getenv("TPU_LUA") or "lua5.4"
 H.cpath = os.getenv("TPU_CPATH") or "build/5.4/?.so"
 H.root = os.getenv("PWD") or "."
 
---- A listening socket on host (default 127.0.0.1), port 0 or the given one.
-function H.listen(host, port, backlog)
-  -- socket.bind sets SO_REUSEADDR, as servers do
-  local s = assert(socket.bind(host or "127.0.0.1", port or 0, backlog or 32))
+--- A listening socket on host (default 127.0.0.1), port 0 or the given
+-- one. v6only (for an IPv6 host) sets IPV6_V6ONLY; LuaSocket's default is
+-- true.
+function H.listen(host, port, backlog, v6only)
+  local s
+  if v6only == nil then
+    -- socket.bind sets SO_REUSEADDR, as servers do
+    s = assert(socket.bind(host or "127.0.0.1", port or 0, backlog or 32))
+  else
+    s = assert(socket.tcp6())
+    assert(s:setoption("ipv6-v6only", v6only))
+    assert(s:setoption("reuseaddr", true))
+    assert(s:bind(host, port or 0))
+    assert(s:listen(backlog or 32))
+  end
   local _, p = s:getsockname()
   local l = { port = tonumber(p), sock = s, close = function() s:close() end }
   --- Accepts and closes what has queued up, as a server would.
@@ -210,6 +221,26 @@ end
 function H.can_unshare()
   local _, rc = H.run("unshare -n true 2>/dev/null")
   return rc == 0
+end
+
+--- For a describe block whose specs all run in network namespaces: where
+-- none can be made, registers one pending spec saying so (through busted's
+-- `it`) and returns false.
+function H.netns_or_pending(it)
+  if H.can_unshare() then return true end
+  it("(runs in network namespaces)", function()
+    pending("no network namespaces here (unshare -n)")
+  end)
+  return false
+end
+
+--- The contents of the file at path, or "" where it cannot be read.
+function H.slurp(path)
+  local f = io.open(path)
+  if not f then return "" end
+  local s = f:read("*a")
+  f:close()
+  return s
 end
 
 --- Runs Lua code in a fresh network namespace with lo up (both loopbacks

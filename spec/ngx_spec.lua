@@ -6,79 +6,27 @@
 local H = require "helpers"
 local socket = require "socket"
 
-local NGINX = "/usr/sbin/nginx"
-local MODULES = {
-  "/usr/lib/nginx/modules/ndk_http_module.so",
-  "/usr/lib/nginx/modules/ngx_http_lua_module.so",
-}
+local NG = require "ngxrun"
+local await, alive = NG.await, NG.alive
 
-local function exists(path)
-  local f = io.open(path)
-  if f then f:close() end
-  return f ~= nil
-end
-
-local function slurp(path)
-  local f = io.open(path)
-  if not f then return "" end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function missing()
-  for _, p in ipairs { NGINX, MODULES[1], MODULES[2], H.root .. "/build/jit/tcp_port_used/core.so" } do
-    if not exists(p) then return p end
-  end
-end
-
---- Polls f until it returns a truthy value; fails after `s` seconds.
-local function await(what, f, s)
-  local deadline = socket.gettime() + (s or 10)
-  while true do
-    local v = f()
-    if v then return v end
-    if socket.gettime() > deadline then error("timed out waiting for " .. what, 2) end
-    socket.sleep(0.01)
-  end
-end
-
--- A process counts as gone once it is a zombie: nginx is not our child,
--- and whoever reaps it may be slow.
-local function alive(pid)
-  local stat = slurp("/proc/" .. pid .. "/stat")
-  return stat ~= "" and not stat:match("^%d+ %b() Z")
-end
-
+-- The running nginx, and the ports its configuration names.
 local N = {}
 
 local function send(path, timeout_s)
-  local c = socket.tcp()
-  c:settimeout(timeout_s or 10)
-  assert(c:connect("127.0.0.1", N.port))
-  assert(c:send("GET " .. path .. " HTTP/1.0\r\nHost: spec\r\n\r\n"))
-  return c
+  return N.nginx:send(path, timeout_s)
 end
 
 local function receive(c)
-  local data, err, partial = c:receive("*a")
-  c:close()
-  if not data then error("no response from nginx (" .. err .. "): " .. tostring(partial), 2) end
-  local head, body = data:match("^(.-)\r\n\r\n(.*)$")
-  local headers = {}
-  for k, v in head:gmatch("\r\n([^:\r\n]+):%s*([^\r\n]*)") do headers[k:lower()] = v end
-  return tonumber(head:match("^HTTP/%d%.%d (%d+)")), body, headers
+  return N.nginx:receive(c)
 end
 
 local function get(path, timeout_s)
-  return receive(send(path, timeout_s))
+  return N.nginx:get(path, timeout_s)
 end
 
 --- The body of a 200 response, without its final newline.
 local function body(path)
-  local status, b = get(path)
-  assert.are.equal(200, status)
-  return (b:gsub("\n$", ""))
+  return N.nginx:body(path)
 end
 
 local function result(key)
@@ -86,60 +34,7 @@ local function result(key)
 end
 
 local function error_log()
-  return slurp(N.prefix .. "/logs/error.log")
-end
-
-local function start()
-  local f = assert(io.popen("mktemp -d /tmp/tpu-ngx.XXXXXX"))
-  N.prefix = f:read("*l")
-  f:close()
-  os.execute("mkdir -p " .. N.prefix .. "/logs " .. N.prefix .. "/tmp")
-  N.port = H.free_port()
-  local vars = {
-    LOAD_MODULES = "load_module " .. MODULES[1] .. ";\nload_module " .. MODULES[2] .. ";",
-    ROOT = H.root, PORT = N.port, INIT_PORT = N.init_port,
-    WORKER_NOW_PORT = N.now.port, WORKER_LATER_PORT = N.later.port, REFUSED_PORT = N.refused.port,
-  }
-  local conf = slurp(H.root .. "/spec/nginx/nginx.conf"):gsub("%${([%w_]+)}", function(k)
-    return tostring(assert(vars[k], k))
-  end)
-  local out = assert(io.open(N.prefix .. "/nginx.conf", "w"))
-  out:write(conf)
-  out:close()
-  H.spawn(string.format("%s -p %s/ -c %s/nginx.conf -e %s/logs/error.log -g 'daemon off;' 2>%s/stderr.log",
-    NGINX, N.prefix, N.prefix, N.prefix, N.prefix))
-  local ok = pcall(await, "nginx to answer", function()
-    local c = socket.tcp()
-    c:settimeout(1)
-    local up = c:connect("127.0.0.1", N.port)
-    c:close()
-    return up
-  end, 20)
-  if ok then
-    -- nginx listens before it writes its pid file.
-    local got, pid = pcall(await, "nginx's pid file", function()
-      return tonumber(slurp(N.prefix .. "/logs/nginx.pid"))
-    end)
-    ok, N.pid = got, got and pid or nil
-  end
-  if not ok then
-    error("nginx did not start:\n" .. slurp(N.prefix .. "/stderr.log") .. error_log())
-  end
-  N.worker = tonumber(body("/pid"))
-end
-
-local function stop()
-  N.pid = N.pid or (N.prefix and tonumber(slurp(N.prefix .. "/logs/nginx.pid")))
-  -- The master first: a worker stopped on its own is replaced.
-  for _, pid in ipairs { N.pid or false, N.worker or false } do
-    if pid and alive(pid) then
-      os.execute("kill -QUIT " .. pid .. " 2>/dev/null")
-      if not pcall(await, "nginx to stop", function() return not alive(pid) end, 10) then
-        os.execute("kill -KILL " .. pid .. " 2>/dev/null")
-      end
-    end
-  end
-  if N.prefix then os.execute("rm -rf " .. N.prefix) end
+  return N.nginx:error_log()
 end
 
 describe("tcp_port_used.ngx", function()
@@ -149,7 +44,7 @@ describe("tcp_port_used.ngx", function()
       "elsewhere require 'tcp_port_used'")
   end)
 
-  local absent = missing()
+  local absent = NG.missing()
   if absent then
     it("runs inside a real nginx", function() pending("needs " .. absent) end)
     return
@@ -163,11 +58,15 @@ describe("tcp_port_used.ngx", function()
       N.now = H.listen()
       N.later = H.reserve()
       N.refused = H.reserve()
-      start()
+      N.nginx = NG.start("nginx.conf", {
+        INIT_PORT = N.init_port, WORKER_NOW_PORT = N.now.port,
+        WORKER_LATER_PORT = N.later.port, REFUSED_PORT = N.refused.port,
+      })
+      N.pid = N.nginx.pid
     end)
 
     teardown(function()
-      stop()
+      if N.nginx then N.nginx:stop() end
       if N.init_child then H.kill(N.init_child) end
       for _, k in ipairs { "now", "later", "refused" } do
         if N[k] then N[k].close() end

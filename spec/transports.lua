@@ -1,0 +1,175 @@
+--- Every way to call tcp_port_used behind one interface, for the specs
+-- that run one list of calls (spec/calls.lua) through all of them:
+--   core       the core module, in a child on this runtime
+--   uv         tcp_port_used.uv with the C core, in a child
+--   uv_nocore  tcp_port_used.uv where `require "tcp_port_used.core"` fails
+--   ngx        tcp_port_used.ngx in the content phase of a real nginx
+-- A runner runs a whole list in one child or one request, never one per
+-- call. Plain Lua (no busted): a child in a network namespace uses it too.
+local H = require "helpers"
+local C = require "calls"
+
+local T = {}
+
+T.KINDS = { "core", "uv", "uv_nocore", "ngx" }
+T.NAMES = {
+  core = "the core module",
+  uv = "tcp_port_used.uv with the C core",
+  uv_nocore = "tcp_port_used.uv without the C core",
+  ngx = "tcp_port_used.ngx in nginx",
+}
+
+local MARK = "\n--outcomes--\n"
+
+-- What follows the mark in a child's output, or nil.
+local function after_mark(out)
+  local _, e = out:find(MARK, 1, true)
+  return e and out:sub(e + 1)
+end
+
+--- In a child: runs the calls in file through kind and prints the outcomes.
+function T.child(kind, file, fill)
+  local mod
+  if kind == "core" then
+    mod = require "tcp_port_used"
+  else
+    if kind == "uv_nocore" then
+      package.preload["tcp_port_used.core"] = function()
+        error("tcp_port_used.core is not built here (spec/transports.lua)")
+      end
+    end
+    mod = require "tcp_port_used.uv"
+    if mod.has_core ~= (kind == "uv") then
+      error("tcp_port_used.uv says has_core = " .. tostring(mod.has_core) .. " as " .. kind)
+    end
+  end
+  local f = assert(io.open(file))
+  local calls = C.load(f:read("*a"))
+  f:close()
+  io.write(MARK, C.literal(C.run(mod, calls, fill)), "\n")
+end
+
+local function child_runner(kind, opts)
+  local r = {}
+  function r.run(_, calls)
+    local file = os.tmpname()
+    local f = assert(io.open(file, "w"))
+    f:write(C.literal(calls))
+    f:close()
+    local cmd = H.lua_cmd(string.format("require('transports').child(%q, %q, %s)",
+      kind, file, tostring(opts.fill == true)))
+    if opts.ulimit then cmd = "ulimit -n " .. opts.ulimit .. " && " .. cmd end
+    local out, rc = H.run(cmd .. " 2>&1")
+    os.remove(file)
+    local literal = after_mark(out)
+    if not literal then
+      error(T.NAMES[kind] .. ": the child failed (status " .. tostring(rc) .. "):\n" .. out, 2)
+    end
+    return C.load(literal)
+  end
+  function r.close() end
+  return r
+end
+
+local function ngx_runner(opts)
+  local NG = require "ngxrun"
+  local absent = NG.missing()
+  if absent then return nil, "needs " .. absent end
+  local n = NG.start("probe.conf")
+  local r = { nginx = n }
+  function r.run(_, calls)
+    return C.load(n:body("/run" .. (opts.fill and "?fill=1" or ""), C.literal(calls), 120))
+  end
+  function r.close() n:stop() end
+  return r
+end
+
+--- A runner for kind (r:run(calls) -> outcomes, r:close()), or nil and
+-- why it cannot run here. opts: fill (every descriptor in use while the
+-- calls run), ulimit (the children's open-file limit).
+function T.open(kind, opts)
+  opts = opts or {}
+  if kind == "ngx" then return ngx_runner(opts) end
+  if kind ~= "core" then
+    local out, rc = H.run(H.lua_cmd("require 'luv'") .. " 2>&1")
+    if rc ~= 0 then return nil, "luv does not load on " .. H.lua .. ": " .. out:sub(1, 200) end
+  end
+  return child_runner(kind, opts)
+end
+
+--- The ports of the differential table: what holds each, made in this
+-- process so that every transport probes the same sockets. Listeners get
+-- a deep backlog and are drained between runs (a full queue would turn
+-- answers into timeouts). open: a listener on the loopback; wild: on the
+-- wildcard (wild6 IPV6_V6ONLY, dual6 dual-stack); refused: bound, not
+-- listening; unbound: nothing there.
+T.FIXTURES = {
+  open4 = function() return H.listen("127.0.0.1", 0, 1024) end,
+  open6 = function() return H.listen("::1", 0, 1024) end,
+  wild4 = function() return H.listen("0.0.0.0", 0, 1024) end,
+  wild6 = function() return H.listen("::", 0, 1024) end,
+  dual6 = function() return H.listen("::", 0, 1024, false) end,
+  refused4 = function() return H.reserve("127.0.0.1") end,
+  refused6 = function() return H.reserve("::1") end,
+  unbound = function() return { port = H.free_port(), close = function() end } end,
+}
+
+--- Runs the cross product of t.ports (fixture names) x t.hosts (false:
+-- host omitted) x t.modes, then t.extra (calls whose port is a fixture
+-- name or a number), through each kind of t.kinds. Returns { calls =,
+-- outcomes = { [kind] = list }, missing = { [kind] = why }, ports = }.
+function T.table_run(t)
+  local held, ports = {}, {}
+  for _, name in ipairs(t.ports) do
+    held[name] = T.FIXTURES[name]()
+    ports[name] = held[name].port
+  end
+  local calls = {}
+  local function add(fn, port_name, o, label)
+    local a = {}
+    for k, v in pairs(o) do a[k] = v end
+    a.port = ports[port_name] or port_name
+    calls[#calls + 1] = { fn = fn, args = { a }, n = 1, label = fn .. " " .. label }
+  end
+  for _, p in ipairs(t.ports) do
+    for _, h in ipairs(t.hosts) do
+      for _, m in ipairs(t.modes) do
+        add("check", p, { host = h or nil, mode = m },
+          string.format("%s(%d) host=%s mode=%s", p, ports[p], h and string.format("%q", h) or "omitted", m))
+      end
+    end
+  end
+  for _, e in ipairs(t.extra or {}) do
+    add(e.fn or "check", e.port, e.opts, e.label)
+  end
+  local res = { calls = calls, outcomes = {}, missing = {}, ports = ports }
+  for _, kind in ipairs(t.kinds or T.KINDS) do
+    local r, why = T.open(kind)
+    if not r then
+      res.missing[kind] = why
+    else
+      local ok, out = pcall(r.run, r, calls)
+      r:close()
+      if not ok then error(out, 0) end
+      res.outcomes[kind] = out
+    end
+    for _, f in pairs(held) do
+      if f.drain then f.drain() end
+    end
+  end
+  for _, f in pairs(held) do f.close() end
+  return res
+end
+
+--- T.table_run in a child (the caller's namespace), its result printed.
+function T.print_table_run(t)
+  io.write(MARK, C.literal(T.table_run(t)), "\n")
+end
+
+--- The result T.print_table_run printed in out, or nil.
+function T.parse(out)
+  local literal = after_mark(out)
+  return literal and C.load(literal)
+end
+
+return T
