@@ -1,4 +1,6 @@
 local H = require "helpers"
+local C = require "calls"
+local T = require "transports"
 
 -- Each fault runs in a child process of its own: a signal storm preloaded
 -- into it, or a network namespace made for it (without IPv6, or with a
@@ -102,5 +104,47 @@ describe("faults", function()
     local retries, waited = out:match("wait\tnil\ttimeout\t(%d+)\t([%d.]+)")
     assert.is_true(tonumber(retries) and tonumber(retries) >= 3, out)
     assert.is_true(tonumber(waited) >= 700 and tonumber(waited) < 2500, out)
+  end)
+
+  -- SPEC "check": out of descriptors while resolving a name is EMFILE or
+  -- ENFILE, not "name not known" (glibc calls a name unknown when it
+  -- cannot open /etc/hosts). Every descriptor is taken first (children
+  -- with a small limit; in nginx, the worker's), then a name is probed.
+  describe("out of descriptors while resolving a name", function()
+    local l
+    setup(function() l = H.listen() end)
+    teardown(function() l.close() end)
+
+    for _, kind in ipairs(T.KINDS) do
+      it("is too many open files, through " .. T.NAMES[kind], function()
+        local calls = {}
+        local modes = { "connect", "bind", "any", "listen" }
+        -- without the C core listen mode is an argument error (see uv_spec)
+        if kind == "uv_nocore" then modes[4] = nil end
+        for _, m in ipairs(modes) do
+          calls[#calls + 1] = { fn = "check", args = { { port = l.port, host = "localhost", mode = m } },
+                                n = 1, label = "check localhost mode=" .. m }
+        end
+        calls[#calls + 1] = { fn = "check", args = { l.port, "localhost" }, n = 2,
+                              label = "check(port, \"localhost\")" }
+        if kind == "core" then
+          calls[#calls + 1] = { fn = "check_many", args = { { l.port }, "localhost" }, n = 2,
+                                pick = l.port, label = "check_many localhost" }
+        end
+        local r, why = T.open(kind, { fill = true, ulimit = 32 })
+        if not r then return pending(why) end
+        local ok, out = pcall(r.run, r, calls)
+        r:close()
+        assert(ok, out)
+        assert.is_true(out.filled > 0, "no descriptor was taken")
+        for i, c in ipairs(calls) do
+          local o = out[i]
+          local shown = c.label .. ": " .. C.show(o)
+          assert.equals("nil", o.v, shown)
+          assert.is_truthy(o.code == "EMFILE" or o.code == "ENFILE", shown)
+          assert.matches("too many open files", o.err, 1, true, shown)
+        end
+      end)
+    end
   end)
 end)
