@@ -249,4 +249,96 @@ describe("tcp-port-used (CLI)", function()
       end)
     end
   end)
+
+  -- README "Command line": one spec per cell of the exit status table.
+  describe("exit status, as the README documents it", function()
+    local function status(argstr)
+      local out, err, rc = cli(argstr)
+      return rc, err, out
+    end
+    -- 192.0.2.1 (TEST-NET-1) is never an address of this machine: a bind
+    -- or listen probe there fails at once, and waiting cannot mend it.
+    local cases = {
+      { "check: 0 in use", 0, function() return "check 127.0.0.1:" .. l.port end },
+      { "check: 1 free", 1, function() return "check 127.0.0.1:" .. r.port end },
+      { "check: 2 usage error", 2, function() return "check" end },
+      { "check: 2 the probe failed", 2, function() return "check 999.1.1.1:" .. l.port end },
+      { "wait-used: 0 every port in use", 0, function() return "wait-used " .. l.port end },
+      { "wait-used: CMD's own status after --", 5, function()
+        return "wait-used " .. l.port .. " -- sh -c 'exit 5'" end },
+      { "wait-used: 1 timed out", 1, function() return "wait-used " .. r.port .. " -t 100" end },
+      { "wait-used: 2 usage error", 2, function() return "wait-used" end },
+      { "wait-used: 2 an error retrying cannot mend", 2, function()
+        return "wait-used 192.0.2.1:" .. r.port .. " --mode bind -t 10s -- echo ran" end },
+      { "wait-used: 2 CMD could not be run", 2, function()
+        return "wait-used " .. l.port .. " -- ./no-such-command-here" end },
+      { "wait-free: 0 every port free", 0, function() return "wait-free 127.0.0.1:" .. r.port end },
+      { "wait-free: CMD's own status after --", 6, function()
+        return "wait-free 127.0.0.1:" .. r.port .. " -- sh -c 'exit 6'" end },
+      { "wait-free: 1 timed out", 1, function() return "wait-free " .. l.port .. " -t 100" end },
+      { "wait-free: 2 usage error", 2, function() return "wait-free" end },
+      { "wait-free: 2 an error retrying cannot mend", 2, function()
+        return "wait-free 192.0.2.1:" .. r.port .. " --mode bind -t 10s -- echo ran" end },
+      { "wait-free: 2 CMD could not be run", 2, function()
+        return "wait-free 127.0.0.1:" .. r.port .. " -- ./no-such-command-here" end },
+      { "find-free: 0 a port printed", 0, function() return "find-free 127.0.0.1" end },
+      { "find-free: 1 no free port in --from..--to", 1, function()
+        return "find-free 127.0.0.1 --from " .. l.port .. " --to " .. l.port end },
+      { "find-free: 2 usage error", 2, function() return "find-free a b" end },
+      { "find-free: 2 usage error in the range", 2, function() return "find-free --from 3000 --to 2000" end },
+      { "find-free: 2 a probe failed", 2, function() return "find-free 192.0.2.1 --from 2000 --to 2010" end },
+      { "who: 0 held", 0, function() return "who " .. l.port end },
+      { "who: 1 nothing listens", 1, function() return "who " .. r.port end },
+      { "who: 2 usage error", 2, function() return "who" end },
+      { "who: 2 the kernel could not be asked", 2, function() return "who " .. l.port .. " 192.0.2.1" end },
+      { "--help: 0", 0, function() return "--help" end },
+      { "--version: 0", 0, function() return "--version" end },
+    }
+    for _, c in ipairs(cases) do
+      it(c[1], function()
+        local rc, err, out = status(c[3]())
+        assert.equals(c[2], rc, err)
+        -- a failure prints nothing on stdout (a wait ran no command) and
+        -- says why on stderr
+        if rc == 2 then
+          assert.equals("", out)
+          assert.matches("^tcp%-port%-used: ", err)
+        end
+      end)
+    end
+
+    it("usage errors say where help is, library argument errors too", function()
+      for _, a in ipairs { "who", "find-free --from 3000 --to 2000", "find-free 127.0.0.1 --to 80" } do
+        local rc, err = status(a)
+        assert.equals(2, rc, a)
+        assert.matches("(see tcp-port-used --help)", err, 1, true)
+        assert.not_matches("bin/tcp%-port%-used:%d+", err)
+      end
+    end)
+
+    -- find-free with one end of the range given: --to alone searches from
+    -- 1024, --from alone up to 65535. Those ends are fixed by the README,
+    -- so they are held in a namespace of the spec's own.
+    it("find-free: 1 no free port, with --to alone and with --from alone", function()
+      if not H.can_unshare() then return pending("no network namespaces here (unshare -n)") end
+      local out = H.lua_in_netns(string.format([[
+        local H, socket = require "helpers", require "socket"
+        local low = assert(socket.bind("127.0.0.1", 1024))
+        local high = assert(socket.bind("127.0.0.1", 65535))
+        for _, a in ipairs { "127.0.0.1 --to 1024", "--to 1024", "127.0.0.1 --from 65535", "--from 65535" } do
+          local out, rc = H.run(%q .. " find-free " .. a .. " 2>&1")
+          print(a, rc, (out:gsub("\n", " ")))
+        end
+        low:close()
+        high:close()]], CLI))
+      local got = {}
+      for a, rc, msg in out:gmatch("([^\n\t]+)\t(%d+)\t([^\n]*)") do got[a] = rc .. " " .. msg end
+      assert.same({
+        ["127.0.0.1 --to 1024"] = "1 tcp-port-used: bind 127.0.0.1: no free port in 1024..1024 ",
+        ["--to 1024"] = "1 tcp-port-used: bind *: no free port in 1024..1024 ",
+        ["127.0.0.1 --from 65535"] = "1 tcp-port-used: bind 127.0.0.1: no free port in 65535..65535 ",
+        ["--from 65535"] = "1 tcp-port-used: bind *: no free port in 65535..65535 ",
+      }, got)
+    end)
+  end)
 end)
