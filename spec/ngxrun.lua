@@ -54,9 +54,15 @@ local Nginx = {}
 Nginx.__index = Nginx
 
 --- Sends a request (GET, or POST with body) and returns the connection.
+-- The connection comes from self.source_port where that is set (a spec
+-- that narrows the ephemeral range keeps its requests out of it).
 function Nginx:send(path, timeout_s, body)
-  local c = socket.tcp()
+  local c = (socket.tcp4 or socket.tcp)()
   c:settimeout(timeout_s or 10)
+  if self.source_port then
+    assert(c:setoption("reuseaddr", true))
+    assert(c:bind("127.0.0.1", self.source_port))
+  end
   assert(c:connect("127.0.0.1", self.port))
   local req = body
     and ("POST " .. path .. " HTTP/1.0\r\nHost: spec\r\nContent-Length: " .. #body .. "\r\n\r\n" .. body)

@@ -64,8 +64,16 @@ function S.run(kind, n)
     io.write("\n--stage--\n", C.literal { missing = why }, "\n")
     return
   end
+  -- P and P+1 are neither nginx's port nor the source port of the
+  -- requests to it (a connection from P would make a bind probe of P
+  -- answer, rightly, that P is in use)
+  local taken = {}
+  if r.nginx then
+    r.nginx.source_port = H.free_port("127.0.0.1")
+    taken[r.nginx.port], taken[r.nginx.source_port] = true, true
+  end
   local p
-  repeat p = H.free_port("127.0.0.1") until p < 65535 and (not r.nginx or (r.nginx.port ~= p and r.nginx.port ~= p + 1))
+  repeat p = H.free_port("127.0.0.1") until p < 65535 and not taken[p] and not taken[p + 1]
   res.port = p
   local ok, err = pcall(function()
     assert(os.execute(string.format("sysctl -qw net.ipv4.ip_local_port_range='%d %d'", p, p + 1)))
