@@ -143,7 +143,12 @@ describe("check", function()
   end)
 
   it("closes gracefully or with a reset when asked", function()
-    assert.is_true(tpu.check { port = l.port, host = "127.0.0.1", close = "graceful" })
-    assert.is_true(tpu.check { port = l.port, host = "127.0.0.1", close = "reset" })
+    -- A graceful close leaves the probe's side in TIME_WAIT once the
+    -- server has closed its end; a reset leaves nothing.
+    local function probe(close)
+      assert.is_true(tpu.check { port = l.port, host = "127.0.0.1", close = close })
+    end
+    assert.equals(0, H.time_waits_left(l, 3, "reset", probe), "after 3 probes closed with a reset")
+    assert.equals(3, H.time_waits_left(l, 3, "graceful", probe), "after 3 probes closed gracefully")
   end)
 end)

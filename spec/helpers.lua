@@ -192,6 +192,26 @@ function H.time_wait_to(port)
   return n
 end
 
+--- How many TIME_WAIT entries to listener l (a table from H.listen) n
+-- probes closed with close leave: probe(close) is called n times, then
+-- once with "graceful", and once l has closed its ends the entry of that
+-- last one shows that all have settled. Returns the entries beyond it.
+function H.time_waits_left(l, n, close, probe)
+  local core = require "tcp_port_used.core"
+  local before = H.time_wait_to(l.port)
+  for _ = 1, n do probe(close) end
+  probe("graceful")
+  l.drain()
+  local seen = H.time_wait_to(l.port) - before
+  local deadline = core.now() + 5000
+  while seen < 1 and core.now() < deadline do
+    core.sleep(5)
+    seen = H.time_wait_to(l.port) - before
+  end
+  assert(seen >= 1, "a probe closed gracefully left no TIME_WAIT entry")
+  return seen - 1
+end
+
 --- What each open descriptor is ("3 -> socket:[123]"), for messages.
 function H.fd_list()
   local lfs = require "lfs"

@@ -178,15 +178,29 @@ describe("tcp_port_used.ngx", function()
         body("/check?timeout=200&host=127.0.0.1&port=" .. l.port))
     end)
 
+    -- Cosockets cannot bind, ask the kernel or reset a connection: each
+    -- answer here is one that only the C core's probe gives.
     it("probes bind, listen and any modes and close = 'reset' through the C core", function()
       local free = H.free_port()
-      assert.are.equal("true", body("/check?mode=listen&port=" .. N.now.port))
-      assert.are.equal("false", body("/check?mode=listen&port=" .. free))
-      assert.are.equal("true", body("/check?mode=bind&port=" .. N.now.port))
+      -- a port bound but not listening: bind says in use, a connect would
+      -- have been refused
+      assert.are.equal("true", body("/check?mode=bind&host=127.0.0.1&port=" .. N.refused.port))
+      assert.are.equal("true", body("/check?mode=any&host=127.0.0.1&port=" .. N.refused.port))
+      assert.are.equal("false", body("/check?host=127.0.0.1&port=" .. N.refused.port))
       assert.are.equal("false", body("/check?mode=bind&port=" .. free))
-      assert.are.equal("true", body("/check?mode=any&port=" .. N.now.port))
-      assert.are.equal("true", body("/check?close=reset&port=" .. N.now.port))
-      assert.are.equal("false", body("/check?close=reset&port=" .. N.refused.port))
+      -- listen mode asks the kernel: nothing reaches the listener
+      local l = H.listen()
+      finally(l.close)
+      assert.are.equal("true", body("/check?mode=listen&port=" .. l.port))
+      l.sock:settimeout(0)
+      assert.is_nil(l.sock:accept(), "a listen-mode probe connected")
+      assert.are.equal("false", body("/check?mode=listen&port=" .. free))
+      -- close = "reset" leaves no TIME_WAIT entry, a graceful close one
+      local function probe(close)
+        assert.are.equal("true", body("/check?host=127.0.0.1&close=" .. close .. "&port=" .. l.port))
+      end
+      assert.are.equal(0, H.time_waits_left(l, 3, "reset", probe), "after 3 probes closed with a reset")
+      assert.are.equal(3, H.time_waits_left(l, 3, "graceful", probe), "after 3 probes closed gracefully")
     end)
 
     it("runs on_used from a request in a timer that outlives it", function()
