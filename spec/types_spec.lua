@@ -139,12 +139,49 @@ describe("types/", function()
     end
   end)
 
-  it("type the option keys the code accepts", function()
-    local src = slurp(H.root .. "/types/tcp_port_used.lua")
-    for _, key in ipairs(sorted { port = 1, ports = 1, host = 1, in_use = 1, retry_ms = 1,
-        timeout_ms = 1, attempt_ms = 1, mode = 1, close = 1, sleep = 1, on_retry = 1,
-        yield = 1, max_inflight = 1, from = 1, to = 1, exclude = 1 }) do
-      assert.matches("---@field " .. key .. "%??", src)
+  -- Each options table of args.OPTIONS is a class of types/tcp_port_used.lua
+  -- whose fields are exactly its keys (whole names: `port` is not typed
+  -- by `ports`).
+  local CLASSES = {
+    check = "tcp_port_used.check_opts",
+    wait = "tcp_port_used.wait_opts",
+    check_many = "tcp_port_used.many_opts",
+    find_free = "tcp_port_used.find_free_opts",
+  }
+
+  local function class_fields(src)
+    local classes, current = {}, nil
+    for line in (src .. "\n"):gmatch("(.-)\n") do
+      local class = line:match("^%-%-%-@class ([%w_.]+)")
+      local field = line:match("^%-%-%-@field ([%w_]+)%??%s")
+      if class then
+        current = {}
+        classes[class] = current
+      elseif field and current then
+        current[field] = true
+      elseif not line:match("^%-%-%-") then
+        current = nil
+      end
     end
+    return classes
+  end
+
+  it("type the option keys the code accepts, each in its class", function()
+    local options = require("tcp_port_used.args").OPTIONS
+    local classes = class_fields(slurp(H.root .. "/types/tcp_port_used.lua"))
+    for name in pairs(options) do
+      assert.is_string(CLASSES[name], "options of " .. name .. " have no class in types/")
+    end
+    for name, class in pairs(CLASSES) do
+      assert.is_table(options[name], "args.OPTIONS has no " .. name)
+      assert.is_table(classes[class], "types/tcp_port_used.lua has no class " .. class)
+      assert.same(sorted(options[name]), sorted(classes[class]), class .. " against args.OPTIONS." .. name)
+    end
+  end)
+
+  it("read a class's fields as whole names", function()
+    local classes = class_fields("---@class a\n---@field ports? integer[]\n---@field host string x\n" ..
+      "local x\n---@field port integer\n")
+    assert.same({ "host", "ports" }, sorted(classes.a))
   end)
 end)

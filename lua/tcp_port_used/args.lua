@@ -117,7 +117,19 @@ function M.known(fname, argn, opts, allowed)
   end
 end
 
-local CHECK_KEYS = { port = true, host = true, timeout_ms = true, mode = true, close = true }
+-- The keys of every options table, by the function that takes it (the
+-- adapters' check, waits and on_used/on_free take the same): one list,
+-- which spec/types_spec.lua holds types/ to.
+M.OPTIONS = {
+  check = { port = true, host = true, timeout_ms = true, mode = true, close = true },
+  wait = {
+    port = true, ports = true, host = true, in_use = true, retry_ms = true, timeout_ms = true,
+    attempt_ms = true, mode = true, close = true, sleep = true, on_retry = true, yield = true,
+  },
+  check_many = { timeout_ms = true, mode = true, close = true, max_inflight = true },
+  find_free = { host = true, from = true, to = true, exclude = true },
+}
+local CHECK_KEYS, WAIT_KEYS = M.OPTIONS.check, M.OPTIONS.wait
 
 --- check(port [, host]) or check{...}: the normalized options, in the
 -- table `into` when given (the core's check reuses one: a check costs
@@ -150,11 +162,6 @@ function M.check(fname, a, b, into)
   o.port, o.host, o.timeout_ms, o.mode, o.close = port, host, timeout, mode, close
   return o
 end
-
-local WAIT_KEYS = {
-  port = true, ports = true, host = true, in_use = true, retry_ms = true, timeout_ms = true,
-  attempt_ms = true, mode = true, close = true, sleep = true, on_retry = true, yield = true,
-}
 
 --- Normalizes the options table of a wait; `in_use` is forced by the
 -- named waits and required by wait_for_status.

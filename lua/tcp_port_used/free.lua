@@ -15,7 +15,7 @@ local core_bind, core_bind_port0 = core.bind, core.bind_port0
 -- Where the kernel's pick falls on an excluded port, it is asked again.
 local PORT0_TRIES = 64
 
-local KEYS = { host = true, from = true, to = true, exclude = true }
+local KEYS = args.OPTIONS.find_free
 
 local function options(fname, o)
   if o == nil then o = {} end

@@ -55,7 +55,7 @@ local function port_list(fname, v)
   return v
 end
 
-local OPTS = { timeout_ms = true, mode = true, close = true, max_inflight = true }
+local OPTS = args.OPTIONS.check_many
 
 local function options(fname, host, opts)
   args.host(fname, 2, host)
