@@ -21,10 +21,18 @@ T.NAMES = {
 
 local MARK = "\n--outcomes--\n"
 
--- What follows the mark in a child's output, or nil.
+-- A literal in a child's output: the mark, its length, the literal (the
+-- shell may add a line after it, "Segmentation fault").
+local function marked(literal)
+  return MARK .. #literal .. "\n" .. literal .. "\n"
+end
+
+-- The literal marked in a child's output, or nil.
 local function after_mark(out)
   local _, e = out:find(MARK, 1, true)
-  return e and out:sub(e + 1)
+  if not e then return nil end
+  local len, body = out:match("^(%d+)\n()", e + 1)
+  return len and out:sub(body, body + tonumber(len) - 1)
 end
 
 --- In a child: runs the calls in file through kind and prints the outcomes.
@@ -46,7 +54,9 @@ function T.child(kind, file, fill)
   local f = assert(io.open(file))
   local calls = C.load(f:read("*a"))
   f:close()
-  io.write(MARK, C.literal(C.run(mod, calls, fill)), "\n")
+  io.write(marked(C.literal(C.run(mod, calls, fill))))
+  -- out before the interpreter closes: a crash there is reported apart
+  io.stdout:flush()
 end
 
 local function child_runner(kind, opts)
@@ -65,7 +75,10 @@ local function child_runner(kind, opts)
     if not literal then
       error(T.NAMES[kind] .. ": the child failed (status " .. tostring(rc) .. "):\n" .. out, 2)
     end
-    return C.load(literal)
+    local outcomes = C.load(literal)
+    -- the child answered every call, then failed on its way out
+    if rc ~= 0 then outcomes.exit = "status " .. tostring(rc) .. ", output ending: " .. out:sub(-200) end
+    return outcomes
   end
   function r.close() end
   return r
@@ -115,8 +128,9 @@ T.FIXTURES = {
 }
 
 --- Runs the cross product of t.ports (fixture names) x t.hosts (false:
--- host omitted) x t.modes, then t.extra (calls whose port is a fixture
--- name or a number), through each kind of t.kinds. Returns { calls =,
+-- host omitted) x t.modes (with t.timeout_ms, if given), then t.extra
+-- (calls whose port is a fixture name or a number), through each kind of
+-- t.kinds. Returns { calls =,
 -- outcomes = { [kind] = list }, missing = { [kind] = why }, ports = }.
 function T.table_run(t)
   local held, ports = {}, {}
@@ -134,7 +148,7 @@ function T.table_run(t)
   for _, p in ipairs(t.ports) do
     for _, h in ipairs(t.hosts) do
       for _, m in ipairs(t.modes) do
-        add("check", p, { host = h or nil, mode = m },
+        add("check", p, { host = h or nil, mode = m, timeout_ms = t.timeout_ms },
           string.format("%s(%d) host=%s mode=%s", p, ports[p], h and string.format("%q", h) or "omitted", m))
       end
     end
@@ -163,7 +177,7 @@ end
 
 --- T.table_run in a child (the caller's namespace), its result printed.
 function T.print_table_run(t)
-  io.write(MARK, C.literal(T.table_run(t)), "\n")
+  io.write(marked(C.literal(T.table_run(t))))
 end
 
 --- The result T.print_table_run printed in out, or nil.
