@@ -166,6 +166,10 @@ local function block(fname, job)
       uv.run("once")
     end
   end
+  -- Handles the probe gave up on (a connect past its budget) are closed
+  -- but their callbacks have not run: luv 1.44 crashes at exit if the loop
+  -- never runs them, so one more pass completes the closes.
+  if not nvim then uv.run("nowait") end
   if failure then error(failure, 0) end
   return unpack(r, 1, r.n)
 end

@@ -67,7 +67,12 @@ end
 function M.where(host, port, address)
   if not address then return host end
   local a = address:find(":", 1, true) and "[" .. address .. "]:" .. port or address .. ":" .. port
-  if hosts.is_name(host) then return hosts.bare(host) .. ":" .. port .. " (" .. a .. ")" end
+  if hosts.is_name(host) then
+    local bare = hosts.bare(host)
+    -- an error that came before any address (listen mode's backend) names the host once
+    if address == bare then return bare .. ":" .. port end
+    return bare .. ":" .. port .. " (" .. a .. ")"
+  end
   return a
 end
 
