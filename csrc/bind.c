@@ -1,18 +1,23 @@
-/* The bind probe (could a server that sets SO_REUSEADDR bind host:port
- * now?) and the kernel's pick of a free port (bind_port0). */
+/* The bind probe and the kernel's pick of a free port (bind_port0), for
+ * TCP and UDP. TCP: could a server that sets SO_REUSEADDR bind host:port
+ * now? The probe sets it too, as servers do. UDP: is any socket bound
+ * there? The probe must not set SO_REUSEADDR: two UDP sockets that both
+ * set it share a port, so a probe that set it would bind beside a server
+ * that did and call the port free. */
 
 enum { BIND_FREE, BIND_USED, BIND_FAILED };
 
-/* Binds a throwaway socket to t. BIND_FREE, BIND_USED (EADDRINUSE) or
- * BIND_FAILED with *err set. */
-static int tpu_bind_one(const struct tpu_target *t, int *err)
+/* Binds a throwaway socket of type (SOCK_STREAM, SOCK_DGRAM) to t.
+ * BIND_FREE, BIND_USED (EADDRINUSE) or BIND_FAILED with *err set. */
+static int tpu_bind_one(const struct tpu_target *t, int type, int *err)
 {
-    int one = 1, rc, fd = tpu_socket(t->sa.ss_family, SOCK_STREAM, 0);
+    int one = 1, rc, fd = tpu_socket(t->sa.ss_family, type, 0);
     if (fd < 0) {
         *err = errno;
         return BIND_FAILED;
     }
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (type == SOCK_STREAM)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (t->sa.ss_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
     rc = bind(fd, (const struct sockaddr *)&t->sa, t->len);
@@ -26,11 +31,11 @@ static int tpu_bind_one(const struct tpu_target *t, int *err)
 /* Pushes the outcome pairs of a bind probe of n targets: true (in use:
  * EADDRINUSE), false (it could bind) or the code, and the address; stops
  * at the first address in use. Returns the number of values. */
-static int tpu_bind_outcomes(lua_State *L, const struct tpu_target *t, int n)
+static int tpu_bind_outcomes(lua_State *L, const struct tpu_target *t, int n, int type)
 {
     int i, k = 0;
     for (i = 0; i < n; i++) {
-        int err, r = tpu_bind_one(&t[i], &err);
+        int err, r = tpu_bind_one(&t[i], type, &err);
         if (r == BIND_FAILED)
             tpu_push_code(L, err);
         else
@@ -65,11 +70,12 @@ static int tpu_bind_get_port(int fd, const struct tpu_target *t, int *port)
  * 0 asks it; the first target's socket holds the pick while the others
  * are tried). 0 with *port set, or an errno value with *failed the index
  * of the target that failed; EADDRINUSE after TPU_PORT0_TRIES picks. */
-static int tpu_port0(const struct tpu_target *t, int n, int dual_stack, int *port, int *failed)
+static int tpu_port0(const struct tpu_target *t, int n, int dual_stack, int type, int *port,
+                     int *failed)
 {
     int try, zero = 0;
     for (try = 0; try < TPU_PORT0_TRIES; try++) {
-        int i, err, taken = 0, fd = tpu_socket(t[0].sa.ss_family, SOCK_STREAM, 0);
+        int i, err, taken = 0, fd = tpu_socket(t[0].sa.ss_family, type, 0);
         *failed = 0;
         if (fd < 0)
             return errno;
@@ -80,7 +86,7 @@ static int tpu_port0(const struct tpu_target *t, int n, int dual_stack, int *por
             struct tpu_target other = t[i];
             int r;
             tpu_set_port(&other, *port);
-            r = tpu_bind_one(&other, &err);
+            r = tpu_bind_one(&other, type, &err);
             if (r == BIND_USED)
                 taken = 1, err = 0;
             else if (r == BIND_FAILED)
@@ -96,35 +102,39 @@ static int tpu_port0(const struct tpu_target *t, int n, int dual_stack, int *por
 }
 
 /***
- * bind(host, port): a bind probe of every address of host (nil: 127.0.0.1
- * and ::1). Returns state, address pairs (true: in use, false: free, or a
- * code), or nil, code when host does not resolve.
+ * bind(host, port [, proto]): a bind probe of every address of host (nil:
+ * 127.0.0.1 and ::1), proto "tcp" (default) or "udp". Returns state,
+ * address pairs (true: in use, false: free, or a code), or nil, code when
+ * host does not resolve.
  */
 static int l_bind(lua_State *L)
 {
     struct tpu_target t[TPU_MAX_ADDRS];
     const char *host = tpu_opt_host(L, 1);
     int port = tpu_check_port(L, 2);
+    int type = tpu_sock_type(tpu_check_proto(L, 3));
     int rc, err, n;
     tpu_outcome_room(L);
     n = tpu_resolve(host, port, 1, t, &rc, &err);
     if (n == 0)
         return tpu_push_resolve_error(L, rc, err);
-    return tpu_bind_outcomes(L, t, n);
+    return tpu_bind_outcomes(L, t, n, type);
 }
 
 /***
- * bind_port0(host): a port the kernel considers free on host, found by
- * binding port 0 there (without SO_REUSEADDR, so nothing at all holds it)
- * and reading it back; the socket is closed before it returns. host nil
- * means every local address of both families (one dual-stack socket on
- * ::, or 0.0.0.0 without IPv6). Returns the port, or nil, code, address
- * (the address that failed).
+ * bind_port0(host [, proto]): a port the kernel considers free on host
+ * for proto ("tcp", default, or "udp"), found by binding port 0 there
+ * (without SO_REUSEADDR, so nothing at all holds it) and reading it back;
+ * the socket is closed before it returns. host nil means every local
+ * address of both families (one dual-stack socket on ::, or 0.0.0.0
+ * without IPv6). Returns the port, or nil, code, address (the address
+ * that failed).
  */
 static int l_bind_port0(lua_State *L)
 {
     struct tpu_target t[TPU_MAX_ADDRS];
     const char *host = tpu_opt_host(L, 1);
+    int type = tpu_sock_type(tpu_check_proto(L, 2));
     int n, rc, err, port = 0, failed = 0;
 
     if (host == NULL) {
@@ -140,7 +150,7 @@ static int l_bind_port0(lua_State *L)
         if (n == 0)
             return tpu_push_resolve_error(L, rc, err);
     }
-    err = tpu_port0(t, n, host == NULL, &port, &failed);
+    err = tpu_port0(t, n, host == NULL, type, &port, &failed);
     if (err != 0) {
         lua_pushnil(L);
         tpu_push_code(L, err);

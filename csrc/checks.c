@@ -41,3 +41,18 @@ static int tpu_check_reset(lua_State *L, int arg)
     static const char *const modes[] = { "graceful", "reset", NULL };
     return luaL_checkoption(L, arg, "graceful", modes) == 1;
 }
+
+/* The transport protocol of a probe: "tcp" (default) or "udp". */
+enum { TPU_TCP, TPU_UDP };
+
+static int tpu_check_proto(lua_State *L, int arg)
+{
+    static const char *const protos[] = { "tcp", "udp", NULL };
+    return luaL_checkoption(L, arg, "tcp", protos);
+}
+
+/* The socket type of proto. */
+static int tpu_sock_type(int proto)
+{
+    return proto == TPU_UDP ? SOCK_DGRAM : SOCK_STREAM;
+}

@@ -1,5 +1,5 @@
 /* A NETLINK_SOCK_DIAG client (Linux): asks the kernel whether a socket
- * listens on a port, and lists listening sockets.
+ * listens on a port, and lists listening sockets, of TCP or UDP.
  *
  * One port: an exact inet_diag lookup per address. The kernel answers it
  * with the same lookup an incoming SYN gets (established sockets first,
@@ -14,11 +14,22 @@
 #ifdef TPU_LINUX
 
 #define TPU_TCP_LISTEN 10
+#define TPU_TCP_CLOSE 7
 /* The kernel never builds a dump datagram larger than this (netlink caps
  * its dump allocation at 32 KiB); anything larger is refused as malformed. */
 #define TPU_DIAG_BUF 32768
 #define TPU_DIAG_MORE (-1)
 #define TPU_DIAG_DONE 0
+
+/* What listening is in the kernel's table of each protocol (indexed by
+ * TPU_TCP, TPU_UDP): a TCP socket in LISTEN; a UDP socket that is bound
+ * and not connected (the kernel keeps it in TCP_CLOSE), which receives
+ * datagrams from anyone. A connected UDP socket (ESTABLISHED) hears only
+ * its peer: a client's, not a server's. */
+static const struct tpu_diag_proto {
+    unsigned char ipproto;
+    int state;
+} tpu_diag_protos[] = { { IPPROTO_TCP, TPU_TCP_LISTEN }, { IPPROTO_UDP, TPU_TCP_CLOSE } };
 
 struct tpu_listener {
     int family;
@@ -61,14 +72,14 @@ static void tpu_listeners_free(struct tpu_listeners *ls)
     ls->n = ls->cap = 0;
 }
 
-/* Parses one datagram of a sock_diag reply, adding every listening socket
- * in it to ls. Returns TPU_DIAG_MORE (a dump goes on), TPU_DIAG_DONE, or
+/* Parses one datagram of a sock_diag reply, adding every socket in state
+ * to ls. Returns TPU_DIAG_MORE (a dump goes on), TPU_DIAG_DONE, or
  * an errno value: the kernel's error, or EBADMSG for anything that is not
  * a well-formed reply to request seq. Every field is copied out with
  * memcpy and every length is checked against what is left of the buffer,
  * so a hostile or truncated reply cannot make it read past len. */
 static int tpu_diag_parse(const unsigned char *buf, size_t len, unsigned seq, int dump,
-                          struct tpu_listeners *ls)
+                          int state, struct tpu_listeners *ls)
 {
     size_t off = 0;
     int seen = 0;
@@ -129,7 +140,7 @@ static int tpu_diag_parse(const unsigned char *buf, size_t len, unsigned seq, in
                 step = NLA_ALIGN(a.nla_len);
                 aoff += step < blen - aoff ? step : blen - aoff;
             }
-            if (m.idiag_state == TPU_TCP_LISTEN)
+            if (m.idiag_state == state)
                 tpu_listeners_add(ls, &l);
             seen = 1;
         } else {
@@ -156,7 +167,7 @@ static int tpu_diag_open(int *fd)
  * sendto (and refills a dump during each recv), so the reply is there
  * when recv runs; the poll is only a guard against a kernel that defers
  * it, and blocks for at most a second. */
-static int tpu_diag_ask(int fd, struct nlmsghdr *req, unsigned seq, int dump,
+static int tpu_diag_ask(int fd, struct nlmsghdr *req, unsigned seq, int dump, int state,
                         struct tpu_listeners *ls)
 {
     unsigned char buf[TPU_DIAG_BUF] __attribute__((aligned(8)));
@@ -190,7 +201,7 @@ static int tpu_diag_ask(int fd, struct nlmsghdr *req, unsigned seq, int dump,
             return EMSGSIZE;
         if (n == 0)
             return EBADMSG;
-        rc = tpu_diag_parse(buf, (size_t)n, seq, dump, ls);
+        rc = tpu_diag_parse(buf, (size_t)n, seq, dump, state, ls);
         if (rc != TPU_DIAG_MORE)
             return rc;
     } while (1);
@@ -201,50 +212,61 @@ struct tpu_diag_exact_req {
     struct inet_diag_req_v2 r;
 };
 
-/* Would a connection to t reach a listener? 0 with *found set, or errno. */
-static int tpu_diag_exact(int fd, const struct tpu_target *t, int *found)
+/* Would a connection (TCP) or a datagram (UDP) to t reach a listening
+ * socket of proto? 0 with *found set, or errno.
+ *
+ * The kernel looks a TCP socket up by the local end in idiag_src and
+ * idiag_sport, but a UDP socket as the receiver of a datagram from
+ * idiag_src:idiag_sport to idiag_dst:idiag_dport (net/ipv4/udp_diag.c
+ * swaps them "for historical reasons"): for UDP the address goes in dst,
+ * and the zero source matches no connected socket, only listening ones. */
+static int tpu_diag_exact(int fd, const struct tpu_target *t, int proto, int *found)
 {
     struct tpu_diag_exact_req q;
     struct tpu_listeners ls;
+    const struct tpu_diag_proto *dp = &tpu_diag_protos[proto];
+    __be16 *port = proto == TPU_UDP ? &q.r.id.idiag_dport : &q.r.id.idiag_sport;
+    __be32 *addr = proto == TPU_UDP ? q.r.id.idiag_dst : q.r.id.idiag_src;
     int rc;
     memset(&q, 0, sizeof q);
     memset(&ls, 0, sizeof ls);
     q.nlh.nlmsg_len = sizeof q;
     q.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
     q.nlh.nlmsg_flags = NLM_F_REQUEST;
-    q.r.sdiag_protocol = IPPROTO_TCP;
-    q.r.idiag_states = 1u << TPU_TCP_LISTEN;
+    q.r.sdiag_protocol = dp->ipproto;
+    q.r.idiag_states = 1u << dp->state;
     q.r.id.idiag_cookie[0] = INET_DIAG_NOCOOKIE;
     q.r.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
     if (t->sa.ss_family == AF_INET6) {
         const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&t->sa;
-        q.r.id.idiag_sport = s6->sin6_port;
+        *port = s6->sin6_port;
         if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
             /* a v4-mapped address is reached over IPv4 */
             q.r.sdiag_family = AF_INET;
-            memcpy(q.r.id.idiag_src, s6->sin6_addr.s6_addr + 12, 4);
+            memcpy(addr, s6->sin6_addr.s6_addr + 12, 4);
         } else {
             q.r.sdiag_family = AF_INET6;
-            memcpy(q.r.id.idiag_src, &s6->sin6_addr, 16);
+            memcpy(addr, &s6->sin6_addr, 16);
         }
     } else {
         const struct sockaddr_in *s4 = (const struct sockaddr_in *)&t->sa;
         q.r.sdiag_family = AF_INET;
-        q.r.id.idiag_sport = s4->sin_port;
-        memcpy(q.r.id.idiag_src, &s4->sin_addr, 4);
+        *port = s4->sin_port;
+        memcpy(addr, &s4->sin_addr, 4);
     }
-    rc = tpu_diag_ask(fd, &q.nlh, 1, 0, &ls);
+    rc = tpu_diag_ask(fd, &q.nlh, 1, 0, dp->state, &ls);
     *found = rc == 0 && ls.n > 0;
     tpu_listeners_free(&ls);
     return rc == ENOENT ? 0 : rc;
 }
 
-/* Whether exact lookups work here: a listener of our own must be found.
- * Without this, a kernel lacking tcp_diag (it answers ENOENT, the same
- * as "nothing listens") would make every port look free. 0, or errno
- * (EOPNOTSUPP for such a kernel). Asked once per Lua state, which keeps
- * the answer (lua/tcp_port_used/listen.lua). */
-static int tpu_diag_verify(void)
+/* Whether exact lookups of proto work here: a listener of our own must
+ * be found. Without this, a kernel lacking tcp_diag or udp_diag (it
+ * answers ENOENT, the same as "nothing listens") would make every port
+ * look free. 0, or errno (EOPNOTSUPP for such a kernel). Asked once per
+ * protocol and Lua state, which keeps the answer
+ * (lua/tcp_port_used/listen.lua). */
+static int tpu_diag_verify(int proto)
 {
     struct tpu_target t;
     struct sockaddr_in s4;
@@ -255,7 +277,7 @@ static int tpu_diag_verify(void)
     rc = tpu_diag_open(&fd);
     if (rc != 0)
         return rc;
-    l = tpu_socket(AF_INET, SOCK_STREAM, 1);
+    l = tpu_socket(AF_INET, tpu_sock_type(proto), 1);
     if (l < 0) {
         rc = errno;
         close(fd);
@@ -263,12 +285,13 @@ static int tpu_diag_verify(void)
     }
     lo.s_addr = htonl(INADDR_LOOPBACK);
     tpu_set_v4(&t, &lo, 0);
-    if (bind(l, (struct sockaddr *)&t.sa, t.len) != 0 || listen(l, 1) != 0
+    if (bind(l, (struct sockaddr *)&t.sa, t.len) != 0
+        || (proto == TPU_TCP && listen(l, 1) != 0)
         || getsockname(l, (struct sockaddr *)&s4, &len) != 0) {
         rc = errno;
     } else {
         ((struct sockaddr_in *)&t.sa)->sin_port = s4.sin_port;
-        rc = tpu_diag_exact(fd, &t, &found);
+        rc = tpu_diag_exact(fd, &t, proto, &found);
         if (rc == 0 && !found)
             rc = EOPNOTSUPP;
     }
@@ -284,20 +307,22 @@ struct tpu_diag_dump_req {
     struct inet_diag_bc_op bc[4];
 };
 
-/* Adds to ls the listening sockets of one family with lo <= port <= hi,
- * by a dump that the kernel filters with a bytecode range on the source
- * port. A dump interrupted by a change of the table starts over. */
-static int tpu_diag_dump(int fd, int family, int lo, int hi, struct tpu_listeners *ls)
+/* Adds to ls the listening sockets of proto and one family with lo <=
+ * port <= hi, by a dump that the kernel filters with a bytecode range on
+ * the source (local) port, for either protocol. A dump interrupted by a
+ * change of the table starts over. */
+static int tpu_diag_dump(int fd, int family, int lo, int hi, int proto, struct tpu_listeners *ls)
 {
     struct tpu_diag_dump_req q;
+    const struct tpu_diag_proto *dp = &tpu_diag_protos[proto];
     int rc, tries = 0;
     memset(&q, 0, sizeof q);
     q.nlh.nlmsg_len = sizeof q;
     q.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
     q.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
     q.r.sdiag_family = (unsigned char)family;
-    q.r.sdiag_protocol = IPPROTO_TCP;
-    q.r.idiag_states = 1u << TPU_TCP_LISTEN;
+    q.r.sdiag_protocol = dp->ipproto;
+    q.r.idiag_states = 1u << dp->state;
     q.bc_attr.nla_len = NLA_HDRLEN + sizeof q.bc;
     q.bc_attr.nla_type = INET_DIAG_REQ_BYTECODE;
     /* sport >= lo, else reject (jump 4 bytes past the end);
@@ -312,7 +337,7 @@ static int tpu_diag_dump(int fd, int family, int lo, int hi, struct tpu_listener
     q.bc[3].no = (unsigned short)hi;
     do {
         size_t mark = ls->n;
-        rc = tpu_diag_ask(fd, &q.nlh, (unsigned)(2 + tries), 1, ls);
+        rc = tpu_diag_ask(fd, &q.nlh, (unsigned)(2 + tries), 1, dp->state, ls);
         if (rc != EAGAIN)
             break;
         ls->n = mark;

@@ -1,5 +1,6 @@
 /* The Lua functions of listen mode and owner: whether a socket listens on
- * a port of this machine, and who holds it, asked of the kernel (diag.c,
+ * a port of this machine (TCP: in LISTEN; UDP: bound and not connected),
+ * and who holds it, asked of the kernel (diag.c,
  * procnet.c, owner.c) so that no connection reaches the server. Which
  * backend answers is chosen in lua/tcp_port_used/listen.lua. Where the
  * platform has neither (not Linux), each answers nil, "ENOTSUP". */
@@ -105,14 +106,15 @@ static void tpu_push_listeners(lua_State *L, const struct tpu_listeners *ls)
 }
 
 /***
- * diag_check(): whether exact NETLINK_SOCK_DIAG lookups work here (one of
- * our own listeners is found): true, or nil, code (EPERM, EACCES,
- * EPROTONOSUPPORT where netlink is refused; EOPNOTSUPP for a kernel
- * without tcp_diag). Opens and closes a listener of its own.
+ * diag_check([proto]): whether exact NETLINK_SOCK_DIAG lookups of proto
+ * ("tcp", default, or "udp") work here (one of our own listeners is
+ * found): true, or nil, code (EPERM, EACCES, EPROTONOSUPPORT where
+ * netlink is refused; EOPNOTSUPP for a kernel without tcp_diag or
+ * udp_diag). Opens and closes a listener of its own.
  */
 static int l_diag_check(lua_State *L)
 {
-    int rc = tpu_diag_verify();
+    int rc = tpu_diag_verify(tpu_check_proto(L, 1));
     if (rc == 0) {
         lua_pushboolean(L, 1);
         return 1;
@@ -123,9 +125,10 @@ static int l_diag_check(lua_State *L)
 }
 
 /***
- * listen_exact(host, port): whether a connection to host:port (host nil:
- * 127.0.0.1 and ::1) would reach a listening socket, by an exact lookup
- * per address. Returns state, address pairs, state true (a listener),
+ * listen_exact(host, port [, proto]): whether a connection (TCP, the
+ * default) or a datagram (proto "udp") to host:port (host nil: 127.0.0.1
+ * and ::1) would reach a listening socket, by an exact lookup per
+ * address. Returns state, address pairs, state true (a listener),
  * false (none) or a code (EADDRNOTAVAIL: not an address of this
  * machine), stopping at the first address with a listener; nil, code when
  * host does not resolve.
@@ -136,6 +139,7 @@ static int l_listen_exact(lua_State *L)
     int state[TPU_MAX_ADDRS], code[TPU_MAX_ADDRS];
     const char *host = tpu_opt_host(L, 1);
     int port = tpu_check_port(L, 2);
+    int proto = tpu_check_proto(L, 3);
     int i, k, rc, err, fd = -1, n;
     tpu_outcome_room(L);
     n = tpu_resolve(host, port, 0, t, &rc, &err);
@@ -148,7 +152,7 @@ static int l_listen_exact(lua_State *L)
         if (code[i] == 0 && fd < 0)
             code[i] = tpu_diag_open(&fd);
         if (code[i] == 0)
-            code[i] = tpu_diag_exact(fd, &t[i], &found);
+            code[i] = tpu_diag_exact(fd, &t[i], proto, &found);
         state[i] = found;
         if (found) {
             n = i + 1;
@@ -168,30 +172,32 @@ static int l_listen_exact(lua_State *L)
 }
 
 /***
- * listeners(lo, hi [, backend]): every listening TCP socket of this
- * machine (network namespace) with lo <= port <= hi, as a list of
- * { family, address, port, uid, inode, v6only }. backend "netlink"
- * (default: one kernel-filtered dump per family) or "proc" (/proc/net/tcp
- * and tcp6). nil, code on failure; never a partial list.
+ * listeners(lo, hi [, backend [, proto]]): every listening socket of
+ * proto ("tcp", default, or "udp") of this machine (network namespace)
+ * with lo <= port <= hi, as a list of { family, address, port, uid,
+ * inode, v6only }. backend "netlink" (default: one kernel-filtered dump
+ * per family) or "proc" (/proc/net/tcp and tcp6, or udp and udp6). nil,
+ * code on failure; never a partial list.
  */
 static int l_listeners(lua_State *L)
 {
     static const char *const backends[] = { "netlink", "proc", NULL };
     int lo = tpu_check_port(L, 1), hi = tpu_check_port(L, 2);
     int proc = luaL_checkoption(L, 3, "netlink", backends) == 1;
+    int proto = tpu_check_proto(L, 4);
     struct tpu_listeners *ls;
     int rc, fd = -1;
     if (hi < lo)
         luaL_argerror(L, 2, "hi must not be below lo");
     ls = tpu_new_listeners(L);
     if (proc) {
-        rc = tpu_proc_listeners(lo, hi, ls);
+        rc = tpu_proc_listeners(lo, hi, proto, ls);
     } else {
         rc = tpu_diag_open(&fd);
         if (rc == 0)
-            rc = tpu_diag_dump(fd, AF_INET, lo, hi, ls);
+            rc = tpu_diag_dump(fd, AF_INET, lo, hi, proto, ls);
         if (rc == 0)
-            rc = tpu_diag_dump(fd, AF_INET6, lo, hi, ls);
+            rc = tpu_diag_dump(fd, AF_INET6, lo, hi, proto, ls);
         if (fd >= 0)
             close(fd);
     }
@@ -205,10 +211,11 @@ static int l_listeners(lua_State *L)
 }
 
 /***
- * listen_parse(reply, seq, dump): runs the netlink reply parser on bytes
- * the caller built, so that specs and the fuzz harness can feed it
- * truncated, malformed and oversized replies. Returns the list of
- * listeners and "done" or "more", or nil, code.
+ * listen_parse(reply, seq, dump [, proto]): runs the netlink reply parser
+ * on bytes the caller built, so that specs and the fuzz harness can feed
+ * it truncated, malformed and oversized replies. Returns the list of
+ * listeners of proto (TCP: state LISTEN, UDP: state CLOSE) and "done" or
+ * "more", or nil, code.
  */
 static int l_listen_parse(lua_State *L)
 {
@@ -216,6 +223,7 @@ static int l_listen_parse(lua_State *L)
     const char *s = luaL_checklstring(L, 1, &len);
     lua_Number seq = luaL_checknumber(L, 2);
     int dump = lua_toboolean(L, 3), rc;
+    int state = tpu_diag_protos[tpu_check_proto(L, 4)].state;
     struct tpu_listeners *ls;
     unsigned char *copy;
     if (len > TPU_DIAG_BUF) {
@@ -229,7 +237,8 @@ static int l_listen_parse(lua_State *L)
     if (copy == NULL)
         return luaL_error(L, "out of memory");
     memcpy(copy, s, len);
-    rc = tpu_diag_parse(copy, len, seq >= 0 && seq <= 4294967295.0 ? (unsigned)seq : 0, dump, ls);
+    rc = tpu_diag_parse(copy, len, seq >= 0 && seq <= 4294967295.0 ? (unsigned)seq : 0, dump, state,
+                        ls);
     free(copy);
     if (rc == TPU_DIAG_MORE || rc == TPU_DIAG_DONE) {
         tpu_push_listeners(L, ls);

@@ -82,11 +82,12 @@ static void push_arg(lua_State *L, struct input *in, int clamp_ms)
         break;
     default: {
         /* a host-like string: a literal address or a name, with brackets,
-         * a zone id or a trailing NUL now and then */
+         * a zone id or a trailing NUL now and then; or a protocol name,
+         * for the proto argument that follows host and port */
         static const char *const hosts[] = {
             "127.0.0.1", "::1", "[::1]", "localhost", "0.0.0.0", "::", "fe80::1%lo",
             "192.0.2.1", "[fe80::1%1]", "256.1.1.1", "1.2.3", "[::1", "::ffff:127.0.0.1",
-            "nonexistent.invalid", "*", "",
+            "nonexistent.invalid", "*", "", "udp", "tcp",
         };
         take(in, &len, 1);
         lua_pushstring(L, hosts[len % (sizeof hosts / sizeof hosts[0])]);
@@ -117,7 +118,8 @@ static void fuzz_diag_reply(const uint8_t *data, size_t size)
         return;
     memcpy(copy, data + 1, size - 1);
     memset(&ls, 0, sizeof ls);
-    rc = tpu_diag_parse(copy, size - 1, 1, data[0] & 1, &ls);
+    rc = tpu_diag_parse(copy, size - 1, 1, data[0] & 1,
+                        tpu_diag_protos[(data[0] & 2) ? TPU_UDP : TPU_TCP].state, &ls);
     free(copy);
     for (i = 0; i < ls.n; i++)
         if (ls.v[i].port < 0 || ls.v[i].port > 65535
