@@ -79,10 +79,28 @@ end
 
 local MODES, MODE_LIST = one_of { "connect", "bind", "any", "listen" }
 local CLOSES, CLOSE_LIST = one_of { "auto", "graceful", "reset" }
+local PROTOS, PROTO_LIST = one_of { "tcp", "udp" }
 
-function M.mode(fname, argn, v)
-  if v == nil then return "connect" end
+-- The modes that can probe UDP. A connect probe (modes connect and any)
+-- cannot: UDP has no handshake whose answer it could observe, and the
+-- datagram it would send would reach the server.
+local UDP_MODES = { bind = true, listen = true }
+local UDP_WHY = "mode must be bind or listen with proto udp (a connect probe has no " ..
+  "handshake to observe over UDP, and its datagram would reach the server)"
+
+function M.proto(fname, argn, v)
+  if v == nil then return "tcp" end
+  if not PROTOS[v] then fail(fname, argn, "proto must be one of " .. PROTO_LIST, v) end
+  return v
+end
+
+--- The mode for proto (default "tcp"). Omitted, it is "connect" for TCP
+-- and "bind" for UDP: the one probe of a UDP port that works everywhere
+-- (luv without the C core, systems without listen mode).
+function M.mode(fname, argn, v, proto)
+  if v == nil then return proto == "udp" and "bind" or "connect" end
   if not MODES[v] then fail(fname, argn, "mode must be one of " .. MODE_LIST, v) end
+  if proto == "udp" and not UDP_MODES[v] then fail(fname, argn, UDP_WHY, v) end
   return v
 end
 
@@ -121,13 +139,15 @@ end
 -- adapters' check, waits and on_used/on_free take the same): one list,
 -- which spec/types_spec.lua holds types/ to.
 M.OPTIONS = {
-  check = { port = true, host = true, timeout_ms = true, mode = true, close = true },
+  check = { port = true, host = true, timeout_ms = true, mode = true, close = true, proto = true },
   wait = {
     port = true, ports = true, host = true, in_use = true, retry_ms = true, timeout_ms = true,
     attempt_ms = true, mode = true, close = true, sleep = true, on_retry = true, yield = true,
+    proto = true,
   },
-  check_many = { timeout_ms = true, mode = true, close = true, max_inflight = true },
-  find_free = { host = true, from = true, to = true, exclude = true },
+  check_many = { timeout_ms = true, mode = true, close = true, max_inflight = true, proto = true },
+  find_free = { host = true, from = true, to = true, exclude = true, proto = true },
+  owner = { port = true, host = true, proto = true },
 }
 local CHECK_KEYS, WAIT_KEYS = M.OPTIONS.check, M.OPTIONS.wait
 
@@ -137,12 +157,12 @@ local CHECK_KEYS, WAIT_KEYS = M.OPTIONS.check, M.OPTIONS.wait
 -- a tenth of a bind probe), else in a new one.
 function M.check(fname, a, b, into)
   local o = into or {}
-  local port, host, timeout, mode, close
+  local port, host, timeout, mode, close, proto
   if type(a) == "table" then
     for k in next, a do
       if not CHECK_KEYS[k] then M.known(fname, 1, a, CHECK_KEYS) end
     end
-    port, host, timeout, mode, close = a.port, a.host, a.timeout_ms, a.mode, a.close
+    port, host, timeout, mode, close, proto = a.port, a.host, a.timeout_ms, a.mode, a.close, a.proto
     -- the usual case is checked inline; the checkers word what fails
     if host ~= nil and (type(host) ~= "string" or #host == 0 or #host > 1024
         or find(host, "\0", 1, true)) then M.host(fname, 1, host) end
@@ -151,16 +171,31 @@ function M.check(fname, a, b, into)
     elseif type(timeout) ~= "number" or timeout < 0 or timeout == math.huge or timeout ~= timeout then
       M.ms(fname, 1, timeout, "timeout_ms")
     end
-    if mode == nil then mode = "connect" elseif not MODES[mode] then M.mode(fname, 1, mode) end
+    if proto == nil then proto = "tcp" elseif not PROTOS[proto] then M.proto(fname, 1, proto) end
+    if mode == nil then
+      mode = proto == "udp" and "bind" or "connect"
+    elseif not MODES[mode] or proto == "udp" and not UDP_MODES[mode] then
+      M.mode(fname, 1, mode, proto)
+    end
     if close == nil then close = "auto" elseif not CLOSES[close] then M.close(fname, 1, close) end
   else
-    port, host, timeout, mode, close = a, M.host(fname, 2, b), 1000, "connect", "auto"
+    port, host, timeout, mode, close, proto = a, M.host(fname, 2, b), 1000, "connect", "auto", "tcp"
   end
   if not (type(port) == "number" and port % 1 == 0 and port >= 1 and port <= 65535) then
     M.port(fname, 1, port)
   end
-  o.port, o.host, o.timeout_ms, o.mode, o.close = port, host, timeout, mode, close
+  o.port, o.host, o.timeout_ms, o.mode, o.close, o.proto = port, host, timeout, mode, close, proto
   return o
+end
+
+--- owner(port [, host]) or owner{ port =, host =, proto = }: returns
+-- port, host, proto.
+function M.owner(fname, a, b)
+  if type(a) == "table" then
+    M.known(fname, 1, a, M.OPTIONS.owner)
+    return M.port(fname, 1, a.port), M.host(fname, 1, a.host), M.proto(fname, 1, a.proto)
+  end
+  return M.port(fname, 1, a), M.host(fname, 2, b), "tcp"
 end
 
 --- Normalizes the options table of a wait; `in_use` is forced by the
@@ -188,7 +223,8 @@ function M.wait_table(fname, t, in_use)
   o.retry_ms = M.ms(fname, 1, t.retry_ms, "retry_ms", nil)
   o.timeout_ms = M.ms(fname, 1, t.timeout_ms, "timeout_ms", 2000)
   o.attempt_ms = M.ms(fname, 1, t.attempt_ms, "attempt_ms", 1000)
-  o.mode = M.mode(fname, 1, t.mode)
+  o.proto = M.proto(fname, 1, t.proto)
+  o.mode = M.mode(fname, 1, t.mode, o.proto)
   o.close = M.close(fname, 1, t.close)
   o.sleep = M.func(fname, 1, t.sleep, "sleep")
   o.on_retry = M.func(fname, 1, t.on_retry, "on_retry")
@@ -201,7 +237,7 @@ end
 -- in_use the function takes positionally.
 function M.wait_positional(fname, in_use, takes_host, takes_in_use, ...)
   local args, n = { ... }, 1
-  local o = { attempt_ms = 1000, mode = "connect", close = "auto", yield = true }
+  local o = { attempt_ms = 1000, mode = "connect", close = "auto", yield = true, proto = "tcp" }
   o.ports = { M.port(fname, n, args[n]) }
   n = n + 1
   if takes_host then

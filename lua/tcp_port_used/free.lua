@@ -1,7 +1,7 @@
---- find_free: a TCP port that nothing holds now, by bind probes. The
--- answer can be stale by the time the caller binds it (see the README's
--- "Free ports"): a caller that can should bind port 0 itself and keep the
--- socket.
+--- find_free: a TCP (or UDP) port that nothing holds now, by bind
+-- probes. The answer can be stale by the time the caller binds it (see
+-- the README's "Free ports"): a caller that can should bind port 0 itself
+-- and keep the socket.
 local core = require "tcp_port_used.core"
 local args = require "tcp_port_used.args"
 local verdict = require "tcp_port_used.verdict"
@@ -21,7 +21,7 @@ local function options(fname, o)
   if o == nil then o = {} end
   if type(o) ~= "table" then args.fail(fname, 1, "options must be a table or nil", o, 4) end
   args.known(fname, 1, o, KEYS)
-  local host = args.host(fname, 1, o.host)
+  local host, proto = args.host(fname, 1, o.host), args.proto(fname, 1, o.proto)
   local from, to = o.from, o.to
   if from ~= nil or to ~= nil then
     from = from == nil and 1024 or args.port(fname, 1, from, "from")
@@ -39,29 +39,33 @@ local function options(fname, o)
       exclude[args.port(fname, 1, p, "exclude[" .. i .. "]")] = true
     end
   end
-  return host, from, to, exclude
+  return host, from, to, exclude, proto
 end
 
 -- true (held), false (free on every address) or nil, err, code. Without
 -- a host a port is free only when both wildcards can bind it, as a
 -- server listening on every address would.
-local function held(host, port, ipv6)
-  if host then return verdict.answer("bind", host, port, core.ipv6, core_bind(host, port)) end
-  local r, err, code = verdict.answer("bind", "0.0.0.0", port, core.ipv6, core_bind("0.0.0.0", port))
+local function held(host, port, ipv6, proto)
+  if host then
+    return verdict.answer("bind", host, port, core.ipv6, core_bind(host, port, proto))
+  end
+  local r, err, code = verdict.answer("bind", "0.0.0.0", port, core.ipv6,
+    core_bind("0.0.0.0", port, proto))
   if r ~= false or not ipv6 then return r, err, code end
-  return verdict.answer("bind", "::", port, core.ipv6, core_bind("::", port))
+  return verdict.answer("bind", "::", port, core.ipv6, core_bind("::", port, proto))
 end
 
---- find_free{ host =, from =, to =, exclude = }: a port free now on host
+--- find_free{ host =, from =, to =, exclude =, proto = }: a port of proto
+-- ("tcp", default, or "udp": one no UDP socket holds) free now on host
 -- (every local address when omitted). With a range (from defaults to
 -- 1024, to to 65535) the lowest free port in it not excluded; without,
 -- the port the kernel picks. nil, err, code when the range is exhausted
 -- or a probe fails.
 function M.find_free(o)
-  local host, from, to, exclude = options("find_free", o)
+  local host, from, to, exclude, proto = options("find_free", o)
   if not from then
     for _ = 1, PORT0_TRIES do
-      local p, code, address = core_bind_port0(host)
+      local p, code, address = core_bind_port0(host, proto)
       if not p then
         local op = address and "bind" or "resolve"
         return nil, words.message(op, words.where(host or "*", 0, address), code), code, op
@@ -73,7 +77,7 @@ function M.find_free(o)
   local ipv6 = host == nil and core.ipv6()
   for p = from, to do
     if not exclude[p] then
-      local r, err, code = held(host, p, ipv6)
+      local r, err, code = held(host, p, ipv6, proto)
       if r == false then return p end
       if r == nil then return nil, err, code end
     end

@@ -18,8 +18,8 @@ policy.clock(now)
 
 local probe = require("tcp_port_used.probe")(transport)
 
---- check(port [, host]) or check{ port, host, timeout_ms, mode, close }:
--- true (in use), false (free) or nil, err, code, op.
+--- check(port [, host]) or check{ port, host, timeout_ms, mode, close,
+-- proto }: true (in use), false (free) or nil, err, code.
 -- The options of the core's check: one table, refilled by each call (a
 -- check never yields, so no two calls share it at once).
 local check_options = {}
@@ -43,19 +43,12 @@ args.define_waits(M, wait)
 
 M.run = sched.run
 
---- owner(port [, host]): who listens on port (host nil: any local
--- address), one entry per socket: { address, port, uid, inode, pid,
--- command, pids } or, where the holder may not be inspected, pid nil and
--- a `reason`. See tcp_port_used.listen.
-local function owner_args(port, host)
-  -- a normalizer of its own, so that an error lands on owner's caller
-  args.port("owner", 1, port)
-  args.host("owner", 2, host)
-end
-
-function M.owner(port, host)
-  owner_args(port, host)
-  return listen.owner(port, host)
+--- owner(port [, host]) or owner{ port =, host =, proto = }: who listens
+-- on port (host nil: any local address), one entry per socket: { address,
+-- port, proto, uid, inode, pid, command, pids } or, where the holder may
+-- not be inspected, pid nil and a `reason`. See tcp_port_used.listen.
+function M.owner(a, b)
+  return listen.owner(args.owner("owner", a, b))
 end
 
 local many = require "tcp_port_used.many"

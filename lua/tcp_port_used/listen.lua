@@ -1,13 +1,17 @@
 --- Listen mode and owner: whether a socket listens on a port of this
 -- machine, and which process holds it, asked of the kernel (csrc/diag.c,
--- procnet.c, owner.c) so that no connection reaches the server.
+-- procnet.c, owner.c) so that no connection reaches the server. For TCP
+-- a listening socket is one in LISTEN; for UDP one that is bound and not
+-- connected (it receives datagrams from anyone, as a server's does).
 --
 -- Backends: NETLINK_SOCK_DIAG (an exact lookup for one port, a dump
 -- filtered in the kernel for "*" and for many ports), and where a sandbox
--- refuses netlink, /proc/net/tcp and tcp6 (correct, but reading them walks
--- every socket of the machine). The choice is made once per Lua state, by
--- asking netlink to find a listener of our own (core.diag_check).
--- TPU_LISTEN_BACKEND=proc or =netlink in the environment forces one.
+-- refuses netlink, /proc/net/tcp and tcp6 (udp and udp6: correct, but
+-- reading them walks every socket of the machine). The choice is made
+-- once per protocol and Lua state, by asking netlink to find a listener
+-- of our own (core.diag_check): a kernel may have tcp_diag without
+-- udp_diag. TPU_LISTEN_BACKEND=proc or =netlink in the environment forces
+-- one.
 local core = require "tcp_port_used.core"
 local verdict = require "tcp_port_used.verdict"
 local words = require "tcp_port_used.words"
@@ -18,8 +22,10 @@ local ipairs, pairs = ipairs, pairs
 local listen_exact, listeners, local_addresses = core.listen_exact, core.listeners, core.local_addresses
 local core_bind = core.bind
 
-local backend = os.getenv("TPU_LISTEN_BACKEND")
-if backend ~= "proc" and backend ~= "netlink" then backend = nil end
+local forced = os.getenv("TPU_LISTEN_BACKEND")
+if forced ~= "proc" and forced ~= "netlink" then forced = nil end
+-- The backend chosen for each protocol, where none is forced.
+local chosen = {}
 
 -- What a refused or absent NETLINK_SOCK_DIAG answers; /proc takes over.
 local REFUSED = {
@@ -27,39 +33,46 @@ local REFUSED = {
   EOPNOTSUPP = true,
 }
 
---- The backend in use: "netlink", "proc", or nil before the first query
--- decided. backend(name) forces one ("netlink" or "proc"); backend(false)
--- returns to choosing by itself.
-function M.backend(name)
+--- The backend in use for proto ("tcp" when omitted): "netlink", "proc",
+-- or nil before the first query decided. backend(name) forces one
+-- ("netlink" or "proc") for both protocols; backend(false) returns to
+-- choosing by itself.
+function M.backend(name, proto)
   if name == false then
-    backend = nil
+    forced, chosen = nil, {}
   elseif name ~= nil then
     if name ~= "netlink" and name ~= "proc" then
       error("bad argument #1 to 'backend' (\"netlink\" or \"proc\" expected, got " .. tostring(name) .. ")", 2)
     end
-    backend = name
+    forced, chosen = name, {}
   end
-  return backend
+  return forced or chosen[proto or "tcp"]
 end
 
--- The backend to use now, or nil, code where listen mode cannot work.
-local function choose()
-  if backend then return backend end
-  local ok, code = core.diag_check()
+-- The backend to use now for proto, or nil, code where listen mode
+-- cannot work.
+local function choose(proto)
+  local b = forced or chosen[proto]
+  if b then return b end
+  local ok, code = core.diag_check(proto)
   if ok then
-    backend = "netlink"
+    b = "netlink"
   elseif REFUSED[code] then
-    backend = "proc"
+    b = "proc"
   else
     return nil, code
   end
-  return backend
+  chosen[proto] = b
+  return b
 end
 
-local function list_listeners(lo, hi)
-  local b, code = choose()
+--- listeners(lo, hi [, proto]): the listening sockets of proto (default
+-- "tcp") with lo <= port <= hi, or nil, code.
+local function list_listeners(lo, hi, proto)
+  proto = proto or "tcp"
+  local b, code = choose(proto)
   if not b then return nil, code end
-  return listeners(lo, hi, b)
+  return listeners(lo, hi, b, proto)
 end
 M.listeners = list_listeners
 
@@ -67,17 +80,17 @@ M.listeners = list_listeners
 -- loopback of that family; listen mode answers the same question.
 local UNSPECIFIED = { ["0.0.0.0"] = "127.0.0.1", ["::"] = "::1", ["[::]"] = "::1" }
 
--- Whether a connection to address (of family v6 or not, an address of
--- this machine) on port would reach listener l. A [::] listener serves
--- IPv4 too unless it is V6ONLY; where the backend cannot tell (/proc), a
--- bind probe on the IPv4 address asks the kernel, which refuses it exactly
--- when [::] covers it.
-local function covers(l, address, port)
+-- Whether a connection (a datagram for UDP) to address (of family v6 or
+-- not, an address of this machine) on port would reach listener l of
+-- proto. A [::] listener serves IPv4 too unless it is V6ONLY; where the
+-- backend cannot tell (/proc), a bind probe on the IPv4 address asks the
+-- kernel, which refuses it exactly when [::] covers it.
+local function covers(l, address, port, proto)
   if not address:find(":", 1, true) then
     if l.family == "inet" then return l.address == address or l.address == "0.0.0.0" end
     if l.address == "::ffff:" .. address then return true end
     if l.address ~= "::" then return false end
-    if l.v6only == nil then return core_bind(address, port) == true end
+    if l.v6only == nil then return core_bind(address, port, proto) == true end
     return not l.v6only
   end
   return l.family == "inet6" and (l.address == address or l.address == "::")
@@ -87,24 +100,25 @@ local function pack(...)
   return { n = select("#", ...), ... }
 end
 
---- outcomes(host, port): the outcome pairs of a listen probe (see
--- verdict.lua): per address of host (nil: both loopbacks; "*": any local
--- address, one pair for all), true when a connection there would reach a
--- listening socket, false when none would, or a code (EADDRNOTAVAIL: not
--- an address of this machine).
-function M.outcomes(host, port)
-  local b, code = choose()
+--- outcomes(host, port [, proto]): the outcome pairs of a listen probe
+-- (see verdict.lua): per address of host (nil: both loopbacks; "*": any
+-- local address, one pair for all), true when a connection (a datagram,
+-- proto "udp") there would reach a listening socket, false when none
+-- would, or a code (EADDRNOTAVAIL: not an address of this machine).
+function M.outcomes(host, port, proto)
+  proto = proto or "tcp"
+  local b, code = choose(proto)
   if not b then return code, host or "127.0.0.1" end
   if host == "*" then
-    local ls, err = listeners(port, port, b)
+    local ls, err = listeners(port, port, b, proto)
     if not ls then return err, "*" end
     return #ls > 0, "*"
   end
   host = UNSPECIFIED[host] or host
-  if b == "netlink" then return listen_exact(host, port) end
+  if b == "netlink" then return listen_exact(host, port, proto) end
   local addrs = pack(local_addresses(host))
   if addrs[1] == nil then return nil, addrs[2] end
-  local ls, lcode = listeners(port, port, "proc")
+  local ls, lcode = listeners(port, port, "proc", proto)
   for i = 1, addrs.n, 2 do
     if addrs[i] == true then
       if not ls then
@@ -112,7 +126,7 @@ function M.outcomes(host, port)
       else
         local hit = false
         for _, l in ipairs(ls) do
-          if covers(l, addrs[i + 1], port) then hit = true break end
+          if covers(l, addrs[i + 1], port, proto) then hit = true break end
         end
         addrs[i] = hit
       end
@@ -145,15 +159,15 @@ local function targets_of(host, port)
   return list
 end
 
--- The listeners in ls on a wanted port that host's targets see.
-local function matching(ls, targets, port_wanted)
+-- The listeners of proto in ls on a wanted port that host's targets see.
+local function matching(ls, targets, port_wanted, proto)
   local out = {}
   for _, l in ipairs(ls) do
     if port_wanted(l.port) then
       local hit = targets == "*"
       if not hit then
         for _, a in ipairs(targets) do
-          if covers(l, a, l.port) then hit = true break end
+          if covers(l, a, l.port, proto) then hit = true break end
         end
       end
       if hit then out[#out + 1] = l end
@@ -166,11 +180,12 @@ local function listen_error(code, host, port)
   return nil, words.message("listen", words.where(host or "*", port, nil), code), code, "listen"
 end
 
---- check_many(list, host): the shape of check_many's modes: used, errors,
--- codes, with used[port] true or false for every port in list, from one
--- query per address family whatever the number of ports; or nil, err,
--- code for the whole call.
-function M.check_many(list, host)
+--- check_many(list, host [, proto]): the shape of check_many's modes:
+-- used, errors, codes, with used[port] true or false for every port in
+-- list, from one query per address family whatever the number of ports;
+-- or nil, err, code for the whole call.
+function M.check_many(list, host, proto)
+  proto = proto or "tcp"
   local targets, err, code = targets_of(host, list[1])
   if not targets then return nil, err, code end
   local wanted, lo, hi = {}, 65535, 1
@@ -180,11 +195,11 @@ function M.check_many(list, host)
     if p < lo then lo = p end
     if p > hi then hi = p end
   end
-  local ls, lcode = list_listeners(lo, hi)
+  local ls, lcode = list_listeners(lo, hi, proto)
   if not ls then return listen_error(lcode, host, lo) end
   local used = {}
   for p in pairs(wanted) do used[p] = false end
-  for _, l in ipairs(matching(ls, targets, function(p) return wanted[p] end)) do
+  for _, l in ipairs(matching(ls, targets, function(p) return wanted[p] end, proto)) do
     used[l.port] = true
   end
   return used, {}, {}
@@ -193,18 +208,20 @@ end
 local NOT_INSPECTABLE = "held by a process this one may not inspect (another user's)"
 local NOT_FOUND = "no process holds it now (it may have just exited)"
 
---- owner(port [, host]): one entry per listening socket on port that host
--- sees (host nil: any local address, as "*"), as { address, port, uid,
--- inode, pid, command, pids }, lowest pid first when several processes
--- share the socket (a server's master and its workers); pid and command
--- nil, with `reason`, where the holder may not be inspected. An empty
--- list when nothing listens; nil, err, code on failure.
-function M.owner(port, host)
+--- owner(port [, host [, proto]]): one entry per listening socket of
+-- proto (default "tcp") on port that host sees (host nil: any local
+-- address, as "*"), as { address, family, port, proto, uid, inode, pid,
+-- command, pids }, lowest pid first when several processes share the
+-- socket (a server's master and its workers); pid and command nil, with
+-- `reason`, where the holder may not be inspected. An empty list when
+-- nothing listens; nil, err, code on failure.
+function M.owner(port, host, proto)
+  proto = proto or "tcp"
   local targets, err, code = targets_of(host or "*", port)
   if not targets then return nil, err, code end
-  local ls, lcode = list_listeners(port, port)
+  local ls, lcode = list_listeners(port, port, proto)
   if not ls then return listen_error(lcode, host, port) end
-  ls = matching(ls, targets, function() return true end)
+  ls = matching(ls, targets, function() return true end, proto)
   if #ls == 0 then return ls end
   local inodes = {}
   for _, l in ipairs(ls) do inodes[l.inode] = true end
@@ -215,7 +232,8 @@ function M.owner(port, host)
   local out = {}
   for i, l in ipairs(ls) do
     local hs = holders[l.inode]
-    local e = { address = l.address, family = l.family, port = l.port, uid = l.uid, inode = l.inode }
+    local e = { address = l.address, family = l.family, port = l.port, proto = proto, uid = l.uid,
+                inode = l.inode }
     if hs then
       table.sort(hs, function(a, b) return a.pid < b.pid end)
       e.pid, e.command, e.pids = hs[1].pid, hs[1].command, {}
@@ -230,9 +248,10 @@ end
 
 --- describe(entry): one line for people about an entry of owner, as the
 -- CLI's `who` prints it: "8080 on 127.0.0.1 is held by pid 1234 (nginx:
--- master process)", or "... is held by uid 33 (pid unknown: reason)".
+-- master process)", or "... is held by uid 33 (pid unknown: reason)"; a
+-- UDP port is written "27015/udp".
 function M.describe(e)
-  local where = string.format("%d on %s", e.port, e.address)
+  local where = string.format("%d%s on %s", e.port, e.proto == "udp" and "/udp" or "", e.address)
   if e.pid then
     return string.format("%s is held by pid %d (%s)", where, e.pid, e.command)
   end

@@ -1,6 +1,8 @@
 --- check_many: the state of many ports at once. Connect probes run in C
 -- with many in flight (csrc/many.c); bind probes answer at once, so they
--- run one after another. Each port's outcomes go through the verdict.
+-- run one after another; listen mode asks the kernel once per address
+-- family. UDP (proto "udp") has modes bind and listen. Each port's
+-- outcomes go through the verdict.
 local core = require "tcp_port_used.core"
 local args = require "tcp_port_used.args"
 local verdict = require "tcp_port_used.verdict"
@@ -60,13 +62,15 @@ local OPTS = args.OPTIONS.check_many
 local function options(fname, host, opts)
   args.host(fname, 2, host)
   if opts == nil then
-    return { timeout_ms = 1000, mode = "connect", close = "auto" }
+    return { timeout_ms = 1000, mode = "connect", close = "auto", proto = "tcp" }
   end
   if type(opts) ~= "table" then args.fail(fname, 3, "opts must be a table or nil", opts, 4) end
   args.known(fname, 3, opts, OPTS)
+  local proto = args.proto(fname, 3, opts.proto)
   local o = {
     timeout_ms = args.ms(fname, 3, opts.timeout_ms, "timeout_ms", 1000),
-    mode = args.mode(fname, 3, opts.mode),
+    mode = args.mode(fname, 3, opts.mode, proto),
+    proto = proto,
     close = args.close(fname, 3, opts.close),
     max_inflight = opts.max_inflight,
   }
@@ -100,11 +104,11 @@ function M.modes.connect(list, host, o)
   return used, errs, codes
 end
 
-function M.modes.bind(list, host)
-  local used, errs, codes = {}, {}, {}
+function M.modes.bind(list, host, o)
+  local used, errs, codes, proto = {}, {}, {}, o.proto
   for i = 1, #list do
     local p = list[i]
-    local r, err, code, op = answer("bind", host, p, ipv6, core_bind(host, p))
+    local r, err, code, op = answer("bind", host, p, ipv6, core_bind(host, p, proto))
     if op == "resolve" then return nil, err, code end
     record(used, errs, codes, p, r, err, code)
   end
@@ -128,12 +132,13 @@ function M.modes.any(list, host, o)
 end
 
 -- One kernel query per address family, however many ports.
-function M.modes.listen(list, host)
-  return require("tcp_port_used.listen").check_many(list, host)
+function M.modes.listen(list, host, o)
+  return require("tcp_port_used.listen").check_many(list, host, o.proto)
 end
 
 --- check_many(ports [, host [, opts]]): ports is a list or { from =, to = };
--- opts: timeout_ms (per attempt, default 1000), mode, close, max_inflight.
+-- opts: timeout_ms (per attempt, default 1000), mode, close, max_inflight,
+-- proto ("tcp" or "udp"; UDP in modes bind, the default there, and listen).
 -- Returns used, errors, codes: used[port] is true or false; for a port
 -- whose probe failed used[port] is nil and errors[port], codes[port] say
 -- why. errors and codes are empty tables when nothing failed. A host that

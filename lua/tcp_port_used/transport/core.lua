@@ -1,8 +1,8 @@
 --- The C core's transport: connect probes through csrc/connect.c (blocking
 -- for at most the budget, or started and polled between the caller's
 -- sleeps so that a yielding wait never blocks), bind probes, and listen
--- mode through tcp_port_used.listen. It reports outcomes; it decides
--- nothing (see probe.lua).
+-- mode through tcp_port_used.listen, the last two for TCP or UDP. It
+-- reports outcomes; it decides nothing (see probe.lua).
 local core = require "tcp_port_used.core"
 local listen = require "tcp_port_used.listen"
 
