@@ -79,6 +79,43 @@ describe("bad arguments", function()
     raises("bad argument #1 to 'check' (unknown option 'prot')", tpu.check, { prot = 80 })
   end)
 
+  it("reject a proto other than tcp and udp, naming it, in every function that takes one", function()
+    local want = "proto must be one of tcp, udp, got \"sctp\")"
+    raises("bad argument #1 to 'check' (" .. want, tpu.check, { port = 80, proto = "sctp" })
+    raises("bad argument #1 to 'wait_until_used' (" .. want, tpu.wait_until_used, { port = 80, proto = "sctp" })
+    raises("bad argument #1 to 'wait_for_status' (proto must be one of tcp, udp, got 17)",
+      tpu.wait_for_status, { port = 80, in_use = true, proto = 17 })
+    raises("bad argument #3 to 'check_many' (" .. want, tpu.check_many, { 80 }, nil, { proto = "sctp" })
+    raises("bad argument #1 to 'find_free' (" .. want, tpu.find_free, { proto = "sctp" })
+    raises("bad argument #1 to 'owner' (" .. want, tpu.owner, { port = 80, proto = "sctp" })
+    raises("bad argument #1 to 'check' (proto must be one of tcp, udp, got \"UDP\")", tpu.check,
+      { port = 80, proto = "UDP" })
+  end)
+
+  it("reject modes connect and any with UDP, saying why", function()
+    local why = "mode must be bind or listen with proto udp (a connect probe has no handshake " ..
+      "to observe over UDP, and its datagram would reach the server), got "
+    raises("bad argument #1 to 'check' (" .. why .. "\"connect\")", tpu.check,
+      { port = 80, proto = "udp", mode = "connect" })
+    raises("bad argument #1 to 'check' (" .. why .. "\"any\")", tpu.check,
+      { port = 80, proto = "udp", mode = "any" })
+    raises("bad argument #1 to 'wait_until_free' (" .. why .. "\"connect\")", tpu.wait_until_free,
+      { port = 80, proto = "udp", mode = "connect" })
+    raises("bad argument #3 to 'check_many' (" .. why .. "\"connect\")", tpu.check_many,
+      { 80 }, nil, { proto = "udp", mode = "connect" })
+    raises("bad argument #1 to 'check' (mode must be one of connect, bind, any, listen, got \"ping\")",
+      tpu.check, { port = 80, proto = "udp", mode = "ping" })
+  end)
+
+  it("reject bad arguments to owner in either form", function()
+    raises("bad argument #1 to 'owner' (port must be an integer in 1..65535, got 0)", tpu.owner,
+      { port = 0, proto = "udp" })
+    raises("bad argument #1 to 'owner' (host must be a string or nil, got 5)", tpu.owner,
+      { port = 80, host = 5 })
+    raises("bad argument #1 to 'owner' (unknown option 'mode')", tpu.owner, { port = 80, mode = "bind" })
+    raises("bad argument #2 to 'owner' (host must be a string or nil, got 5)", tpu.owner, 80, 5)
+  end)
+
   it("reject bad ports lists, callbacks and flags", function()
     raises("bad argument #1 to 'wait_until_used' (ports must be a non-empty list of ports, got table)",
       tpu.wait_until_used, { ports = {} })

@@ -31,7 +31,7 @@ describe("tcp-port-used (CLI)", function()
     assert.equals("", err)
     assert.matches("^Usage: tcp%-port%-used COMMAND", out)
     for _, s in ipairs { "check", "wait-used", "wait-free", "find-free", "--timeout", "--retry",
-                         "--quiet", "--mode", "listen", "who PORT", "Exit status",
+                         "--quiet", "--mode", "listen", "--udp", "who PORT", "Exit status",
                          "1  free (check, who), timed out" } do
       assert.matches(s, out, 1, true)
     end
@@ -215,6 +215,73 @@ describe("tcp-port-used (CLI)", function()
       local _, err, rc = cli("who 0")
       assert.equals(2, rc)
       assert.matches("PORT must be a port number in 1..65535", err)
+    end)
+  end)
+
+  describe("--udp", function()
+    it("checks a UDP port, in bind mode unless told otherwise", function()
+      local u = H.udp("127.0.0.1")
+      local out, err, rc = cli("check --udp 127.0.0.1:" .. u.port)
+      assert.equals(0, rc, err)
+      assert.equals("127.0.0.1:" .. u.port .. "/udp in use\n", out)
+      out, err, rc = cli("check --udp " .. u.port .. " --mode listen")
+      assert.equals(0, rc, err)
+      assert.equals("port " .. u.port .. "/udp in use\n", out)
+      -- the TCP port of the same number is another port
+      local _
+      _, err, rc = cli("check 127.0.0.1:" .. u.port .. " --mode bind")
+      assert.equals(1, rc, err)
+      u.close()
+      out, err, rc = cli("check --udp 127.0.0.1:" .. u.port)
+      assert.equals(1, rc, err)
+      assert.equals("127.0.0.1:" .. u.port .. "/udp free\n", out)
+    end)
+
+    it("waits for a UDP port a child binds later, and until it is free", function()
+      local port = H.free_udp_port()
+      local pid = H.listen_later(port, 0.3, 0.5, "127.0.0.1", "udp")
+      local out, err, rc, took = cli("wait-used --udp 127.0.0.1:" .. port .. " --timeout 10s")
+      assert.equals(0, rc, err)
+      assert.equals("", out)
+      assert.matches("waiting up to 10 s for 127.0.0.1:" .. port .. "/udp to be in use", err, 1, true)
+      assert.is_true(took >= 250 and took < 9000, "took " .. took)
+      local _
+      _, err, rc = cli("wait-free --udp --mode listen 127.0.0.1:" .. port .. " --timeout 10s")
+      H.kill(pid)
+      assert.equals(0, rc, err)
+      assert.matches("127.0.0.1:" .. port .. "/udp free after", err, 1, true)
+    end)
+
+    it("find-free --udp prints a port a UDP server can bind", function()
+      local out, err, rc = cli("find-free --udp")
+      assert.equals(0, rc, err)
+      local u = H.udp("0.0.0.0", assert(tonumber(out:match("^(%d+)\n$")), out))
+      u.close()
+    end)
+
+    it("who --udp names the process that holds a UDP port", function()
+      local u = H.udp("127.0.0.1")
+      local out, _, rc = cli("who --udp " .. u.port)
+      assert.equals(0, rc, out)
+      assert.matches(u.port .. "/udp on 127.0.0.1 is held by pid " .. H.pid() .. " %(", out)
+      out, _, rc = cli("who " .. u.port)
+      assert.equals(1, rc, out)
+      assert.equals("nothing listens on " .. u.port .. "\n", out)
+      u.close()
+      out, _, rc = cli("who --udp " .. u.port)
+      assert.equals(1, rc, out)
+      assert.equals("nothing listens on " .. u.port .. "/udp\n", out)
+    end)
+
+    it("refuses --mode connect with --udp, saying why, with exit 2", function()
+      local out, err, rc = cli("check --udp 80 --mode connect")
+      assert.equals(2, rc, err)
+      assert.equals("", out)
+      assert.matches("--mode: mode must be bind or listen with proto udp (a connect probe has no " ..
+        "handshake to observe over UDP, and its datagram would reach the server)", err, 1, true)
+      local _
+      _, err, rc = cli("wait-used --udp 80 --mode any")
+      assert.equals(2, rc, err)
     end)
   end)
 

@@ -72,6 +72,31 @@ function H.free_port(host)
   return r.port
 end
 
+--- A UDP socket bound on host (default 127.0.0.1), port 0 or the given
+-- one, as a game server's. opts: reuseaddr (set SO_REUSEADDR first, as
+-- some servers do), v6only (an IPv6 socket's IPV6_V6ONLY, default true),
+-- peer = { host, port } (connect it, as a client's socket is).
+function H.udp(host, port, opts)
+  host, opts = host or "127.0.0.1", opts or {}
+  local v6 = host:find(":", 1, true) ~= nil
+  -- (udp4: socket.udp() makes its descriptor only when bound, too late
+  -- for setoption)
+  local s = assert(v6 and socket.udp6() or socket.udp4())
+  if v6 then assert(s:setoption("ipv6-v6only", opts.v6only ~= false)) end
+  if opts.reuseaddr then assert(s:setoption("reuseaddr", true)) end
+  assert(s:setsockname(host, port or 0))
+  if opts.peer then assert(s:setpeername(opts.peer[1], opts.peer[2])) end
+  local _, p = s:getsockname()
+  return { port = tonumber(p), sock = s, close = function() s:close() end }
+end
+
+--- A UDP port that was free a moment ago, on every address.
+function H.free_udp_port()
+  local u = H.udp("0.0.0.0")
+  u.close()
+  return u.port
+end
+
 --- A listener whose accept queue is full: further SYNs are dropped, so a
 -- connect to it neither succeeds nor is refused.
 function H.full_backlog()
@@ -139,11 +164,41 @@ function H.kill(pid)
 end
 
 --- A child that starts listening on port after delay_s and holds it for
--- hold_s.
-function H.listen_later(port, delay_s, hold_s, host)
+-- hold_s; with proto "udp", one that binds a UDP socket there.
+function H.listen_later(port, delay_s, hold_s, host, proto)
   return H.spawn(H.lua_cmd(string.format(
-    "local s = require 'socket'; s.sleep(%f); local l = require('helpers').listen(%q, %d); s.sleep(%f)",
-    delay_s, host or "127.0.0.1", port, hold_s)))
+    "local s = require 'socket'; s.sleep(%f); local l = require('helpers')[%q](%q, %d); s.sleep(%f)",
+    delay_s, proto == "udp" and "udp" or "listen", host or "127.0.0.1", port, hold_s)))
+end
+
+--- A child process on this runtime that listens on a port of its own
+-- choosing (proto "udp": binds a UDP socket) and reports "pid port" in a
+-- file; returns pid, port and a function that stops it.
+function H.child_listener(host, proto)
+  local file = os.tmpname()
+  local code = string.format([[
+    local H = require 'helpers'
+    local l = H[%q](%q)
+    local f = io.open(%q, 'w'); f:write(H.pid(), ' ', l.port, '\n'); f:close()
+    require('socket').sleep(30)]], proto == "udp" and "udp" or "listen", host or "127.0.0.1", file)
+  local spawned = H.spawn(H.lua_cmd(code))
+  local core = require "tcp_port_used.core"
+  local deadline = core.now() + 10000
+  local pid, port
+  repeat
+    local f = io.open(file)
+    if f then
+      pid, port = f:read("*n", "*n")
+      f:close()
+    end
+    if not port then core.sleep(10) end
+  until port or core.now() > deadline
+  os.remove(file)
+  assert(port, "the child did not start listening")
+  return pid, port, function()
+    H.kill(pid)
+    H.kill(spawned)
+  end
 end
 
 --- A child that listens on port now and stops after hold_s; returns once

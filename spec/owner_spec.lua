@@ -1,35 +1,9 @@
 local tpu = require "tcp_port_used"
-local core = require "tcp_port_used.core"
 local listen = require "tcp_port_used.listen"
 local H = require "helpers"
 
--- A child process on this runtime that listens on a port of its own
--- choosing and reports "pid port" in a file; returns pid and port.
-local function child_listener(host)
-  local file = os.tmpname()
-  local code = string.format([[
-    local H = require 'helpers'
-    local l = H.listen(%q)
-    local f = io.open(%q, 'w'); f:write(H.pid(), ' ', l.port, '\n'); f:close()
-    require('socket').sleep(30)]], host or "127.0.0.1", file)
-  local spawned = H.spawn(H.lua_cmd(code))
-  local deadline = core.now() + 10000
-  local pid, port
-  repeat
-    local f = io.open(file)
-    if f then
-      pid, port = f:read("*n", "*n")
-      f:close()
-    end
-    if not port then core.sleep(10) end
-  until port or core.now() > deadline
-  os.remove(file)
-  assert(port, "the child did not start listening")
-  return pid, port, function()
-    H.kill(pid)
-    H.kill(spawned)
-  end
-end
+local child_listener = H.child_listener
+local has_ipv6 = require("tcp_port_used.core").ipv6()
 
 for _, backend in ipairs { "netlink", "proc" } do
   describe("owner (" .. backend .. ")", function()
@@ -45,6 +19,7 @@ for _, backend in ipairs { "netlink", "proc" } do
       assert.are.equal(H.lua, h.command:match("^(%S+)"))
       assert.are.equal("127.0.0.1", h.address)
       assert.are.equal(port, h.port)
+      assert.are.equal("tcp", h.proto)
       assert.is_number(h.inode)
       assert.is_number(h.uid)
       assert.are.same({ pid }, h.pids)
@@ -56,6 +31,37 @@ for _, backend in ipairs { "netlink", "proc" } do
       stop()
       assert.is_true(tpu.wait_until_free { port = port, mode = "listen", timeout_ms = 10000 })
       assert.are.same({}, tpu.owner(port))
+    end)
+
+    it("names the process that holds a UDP port, in the options form", function()
+      local pid, port, stop = child_listener("127.0.0.1", "udp")
+      local h = assert(tpu.owner { port = port, proto = "udp" })[1]
+      assert.are.same({ pid, "127.0.0.1", port, "udp" }, { h.pid, h.address, h.port, h.proto })
+      assert.are.equal(H.lua, h.command:match("^(%S+)"))
+      assert.are.equal(port .. "/udp on 127.0.0.1 is held by pid " .. pid .. " (" .. h.command .. ")",
+        listen.describe(h))
+      assert.are.equal(pid, tpu.owner { port = port, host = "127.0.0.1", proto = "udp" }[1].pid)
+      assert.are.same({}, tpu.owner { port = port, host = "127.0.0.2", proto = "udp" })
+      -- the TCP port of the same number is another port
+      assert.are.same({}, tpu.owner(port))
+      stop()
+      assert.is_true(tpu.wait_until_free { port = port, proto = "udp", mode = "listen",
+                                           timeout_ms = 10000 })
+      assert.are.same({}, tpu.owner { port = port, proto = "udp" })
+    end)
+
+    it("lists a dual-stack UDP socket for the loopback of either family", function()
+      if not has_ipv6 then
+        pending("this machine has no IPv6")
+        return
+      end
+      local u = H.udp("::", 0, { v6only = false })
+      for _, host in ipairs { "127.0.0.1", "::1" } do
+        local holders = assert(tpu.owner { port = u.port, proto = "udp", host = host })
+        assert.are.equal(1, #holders, host)
+        assert.are.same({ "::", H.pid() }, { holders[1].address, holders[1].pid })
+      end
+      u.close()
     end)
 
     it("lists one entry per listening socket", function()
@@ -107,5 +113,20 @@ describe("owner's arguments", function()
       "bad argument #1 to 'owner' (port must be an integer in 1..65535, got 0)")
     assert.has_error(function() tpu.owner(80, 5) end,
       "bad argument #2 to 'owner' (host must be a string or nil, got 5)")
+  end)
+
+  it("takes an options table, and raises its errors at the caller", function()
+    local l = H.listen("127.0.0.1")
+    assert.are.equal(H.pid(), assert(tpu.owner { port = l.port, host = "127.0.0.1" })[1].pid)
+    assert.are.equal("tcp", tpu.owner { port = l.port, proto = "tcp" }[1].proto)
+    l.close()
+    for _, bad in ipairs { { port = 0 }, { port = 80, proto = "sctp" }, { port = 80, pid = 1 } } do
+      local ok, err = pcall(function()
+        local r = tpu.owner(bad) -- (not a tail call, so that the caller is this file)
+        return r
+      end)
+      assert.is_false(ok)
+      assert.matches("owner_spec.lua:%d+: bad argument #1 to 'owner'", err)
+    end
   end)
 end)

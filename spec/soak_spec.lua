@@ -1,8 +1,10 @@
 local H = require "helpers"
 
 -- 1,000,000 probes (fewer under valgrind and the sanitizers, through
--- TPU_SOAK_PROBES) mixing open, refused and failing targets and
--- listen-mode checks (each a netlink socket of its own), in a child
+-- TPU_SOAK_PROBES) mixing open, refused and failing targets, listen-mode
+-- checks (each a netlink socket of its own) and UDP probes in modes bind
+-- (held and free: a free port is bound by the probe) and listen, with now
+-- and then a find_free and a check_many of UDP ports, in a child
 -- process of its own: what other specs leave behind in this process (luv's
 -- threads, nginx and nvim children) must not count, and neither may they
 -- hide anything.
@@ -29,21 +31,36 @@ local open_opts = { port = l.port, host = "127.0.0.1" }
 local refused_opts = { port = r.port, host = "127.0.0.1" }
 local failing_opts = { port = b.port, host = "127.0.0.1", timeout_ms = 0 }
 local listen_opts = { port = l.port, mode = "listen" }
+local u, free_udp = H.udp("127.0.0.1"), H.free_udp_port()
+local udp_held_opts = { port = u.port, proto = "udp" }
+local udp_free_opts = { port = free_udp, host = "127.0.0.1", proto = "udp", mode = "bind" }
+local udp_listen_opts = { port = u.port, proto = "udp", mode = "listen" }
+local udp_many_opts = { proto = "udp", mode = "listen" }
+local PER_ROUND = 7
 local function round()
   assert(check(open_opts) == true)
   assert(check(refused_opts) == false)
   local ok, _, code = check(failing_opts)
   assert(ok == nil and code == "ETIMEDOUT", code)
   assert(check(listen_opts) == true)
+  assert(check(udp_held_opts) == true)
+  assert(check(udp_free_opts) == false)
+  assert(check(udp_listen_opts) == true)
+end
+local function now_and_then()
+  assert(tpu.find_free { proto = "udp" })
+  assert(tpu.check_many({ u.port, free_udp }, nil, udp_many_opts)[u.port] == true)
 end
 -- warm up, so that what the runtime allocates once is not counted
 for _ = 1, 2000 do round(); l.drain() end
+now_and_then()
 collectgarbage()
 collectgarbage()
 local fds, rss, fd_list = H.fd_count(), rss_kb(), H.fd_list()
-for i = 1, math.floor(PROBES / 4) do
+for i = 1, math.floor(PROBES / PER_ROUND) do
   round()
   if i %% 64 == 0 then
+    now_and_then()
     l.drain()
     -- The accepted sockets are the spec's, not the module's: Lua 5.3's
     -- incremental collector falls far behind luasocket's userdata (RSS
