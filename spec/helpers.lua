@@ -90,6 +90,15 @@ function H.udp(host, port, opts)
   return { port = tonumber(p), sock = s, close = function() s:close() end }
 end
 
+--- Whether this machine has IPv6 (::1 can be bound), asked with
+-- LuaSocket so that specs of the core-less adapters can ask too.
+function H.has_ipv6()
+  local s = socket.udp6()
+  local ok = s:setsockname("::1", 0)
+  s:close()
+  return ok == 1
+end
+
 --- A UDP port that was free a moment ago, on every address.
 function H.free_udp_port()
   local u = H.udp("0.0.0.0")

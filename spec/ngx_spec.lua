@@ -203,6 +203,74 @@ describe("tcp_port_used.ngx", function()
       assert.are.equal(3, H.time_waits_left(l, 3, "graceful", probe), "after 3 probes closed gracefully")
     end)
 
+    describe("UDP (proto=udp)", function()
+      it("checks in mode bind (the default for UDP) and listen through the C core", function()
+        local u, other, free = H.udp("127.0.0.1"), H.udp("127.0.0.2"), H.free_udp_port()
+        finally(function() u.close() other.close() end)
+        for _, mode in ipairs { "", "&mode=bind", "&mode=listen" } do
+          local q = "/check?proto=udp" .. mode .. "&port="
+          assert.are.equal("true", body(q .. u.port), mode)
+          assert.are.equal("true", body(q .. u.port .. "&host=127.0.0.1"), mode)
+          assert.are.equal("false", body(q .. other.port), mode)
+          assert.are.equal("true", body(q .. other.port .. "&host=127.0.0.2"), mode)
+          assert.are.equal("false", body(q .. free), mode)
+          -- the TCP port of the same number is another port
+          assert.are.equal("false", body("/check?host=127.0.0.1&port=" .. u.port))
+        end
+      end)
+
+      it("waits for a UDP socket a child binds 300 ms later, serving others meanwhile", function()
+        local port = H.free_udp_port()
+        local child = H.listen_later(port, 0.3, 0.5, "127.0.0.1", "udp")
+        finally(function() H.kill(child) end)
+        local t0 = socket.gettime()
+        local waiting = send("/wait?proto=udp&port=" .. port .. "&timeout=10000", 30)
+        await("the wait to retry", function() return tonumber(result("retries " .. port)) end)
+        assert.are.equal("pong", body("/ping"))
+        local status, b = receive(waiting)
+        local took = socket.gettime() - t0
+        assert.are.equal(200, status)
+        assert.are.equal("true\n", b)
+        assert.is_true(took >= 0.25 and took < 9, "took " .. took .. " s")
+        -- the child holds it for half a second more
+        assert.are.equal("true", body("/wait?free=1&proto=udp&mode=listen&timeout=10000&port=" .. port))
+      end)
+
+      it("runs on_used with proto udp in a timer", function()
+        local port = H.free_udp_port()
+        local key = "on_used " .. port
+        assert.are.equal("returned true", body("/on_used?proto=udp&mode=listen&timeout=30000&port=" .. port))
+        assert.are.equal("nil", result(key))
+        local u = H.udp("127.0.0.1", port)
+        finally(u.close)
+        assert.are.equal("true", await(key, function()
+          local v = result(key)
+          return v ~= "nil" and v
+        end))
+      end)
+
+      it("leaves no descriptor behind in the worker", function()
+        local lfs = require "lfs"
+        local function worker_fds()
+          local n = 0
+          for name in lfs.dir("/proc/" .. N.worker .. "/fd") do
+            if name:match("^%d+$") then n = n + 1 end
+          end
+          return n
+        end
+        local u, free = H.udp("127.0.0.1"), H.free_udp_port()
+        finally(u.close)
+        body("/check?proto=udp&port=" .. u.port)
+        local before = worker_fds()
+        for _ = 1, 50 do
+          assert.are.equal("true", body("/check?proto=udp&port=" .. u.port))
+          assert.are.equal("false", body("/check?proto=udp&host=127.0.0.1&port=" .. free))
+          assert.are.equal("true", body("/check?proto=udp&mode=listen&port=" .. u.port))
+        end
+        assert.are.equal(before, worker_fds())
+      end)
+    end)
+
     it("runs on_used from a request in a timer that outlives it", function()
       local r = H.reserve()
       finally(r.close)
@@ -225,6 +293,10 @@ describe("tcp_port_used.ngx", function()
       assert.matches("bad argument #3 to 'on_used' (callback must be a function, got \"not a function\")",
         lines[3], 1, true)
       assert.matches("bad argument #2 to 'on_free' (opts must not hold port", lines[4], 1, true)
+      assert.matches("bad argument #1 to 'check' (mode must be bind or listen with proto udp (a connect " ..
+        "probe has no handshake to observe over UDP", lines[5], 1, true)
+      assert.matches("bad argument #1 to 'wait_until_used' (proto must be one of tcp, udp, got \"sctp\")",
+        lines[6], 1, true)
     end)
 
     it("raises an error naming the phase in header_filter, without freezing", function()

@@ -137,6 +137,74 @@ describe("tcp_port_used.uv in Neovim", function()
     assert.matches("refused false\n", out, 1, true)
   end)
 
+  -- A game server's UDP port, bound by a luv timer after ms; and the
+  -- descriptors open in nvim.
+  local UDP_PRELUDE = PRELUDE .. [[
+    local function udp_later(ms)
+      local probe = uv.new_udp()
+      assert(probe:bind("127.0.0.1", 0))
+      local port = probe:getsockname().port
+      probe:close()
+      local h, t = uv.new_udp(), uv.new_timer()
+      uv.update_time()
+      t:start(ms, 0, function()
+        t:close()
+        assert(h:bind("127.0.0.1", port))
+      end)
+      return port, h
+    end
+    local function fds()
+      local n, dir = 0, uv.fs_scandir("/proc/self/fd")
+      while uv.fs_scandir_next(dir) do n = n + 1 end
+      return n
+    end
+  ]]
+
+  for _, without_core in ipairs { false, true } do
+    local modes = without_core and { "bind" } or { "bind", "listen" }
+    it("waits for a UDP port bound 300 ms later" .. (without_core and ", without the C core" or
+        ", in modes bind and listen"), function()
+      local out, rc = nvim(UDP_PRELUDE .. string.format([[
+        say("core", ad.has_core)
+        for _, mode in ipairs { %s } do
+          ticks, scheduled = 0, 0
+          local port, h = udp_later(300)
+          local ok, err = ad.wait_until_used { port = port, proto = "udp", mode = mode, timeout_ms = 10000 }
+          say("blocking", mode, ok, err, ticks >= 20)
+          h:close()
+          local port2, h2 = udp_later(300)
+          local got
+          ad.on_used({ port = port2, proto = "udp", mode = mode, timeout_ms = 10000 }, function(ok2, err2)
+            got = { ok2, err2, vim.in_fast_event(), pcall(vim.api.nvim_get_current_buf) }
+          end)
+          vim.wait(10000, function() return got ~= nil end, 10)
+          say("callback", mode, got[1], got[2], got[3], got[4])
+          local before = fds()
+          for _ = 1, 50 do
+            assert(ad.check { port = port2, proto = "udp", mode = mode } == true)
+          end
+          local used_grew = fds() - before
+          h2:close()
+          say("free", mode, ad.check { port = port2, proto = "udp", mode = mode })
+          before = fds()
+          for _ = 1, 50 do
+            assert(ad.check { port = port2, proto = "udp", mode = mode } == false)
+          end
+          say("fds", mode, used_grew, fds() - before)
+        end
+        ticker:close()
+      ]], '"' .. table.concat(modes, '", "') .. '"'), without_core)
+      assert.equals(0, rc, out)
+      assert.matches("core " .. tostring(not without_core) .. "\n", out, 1, true)
+      for _, mode in ipairs(modes) do
+        assert.matches("blocking " .. mode .. " true nil true\n", out, 1, true)
+        assert.matches("callback " .. mode .. " true nil false true\n", out, 1, true)
+        assert.matches("free " .. mode .. " false\n", out, 1, true)
+        assert.matches("fds " .. mode .. " 0 0\n", out, 1, true)
+      end
+    end)
+  end
+
   it("refuses to block inside a luv callback (a fast event)", function()
     local out, rc = nvim(PRELUDE .. [[
       local res

@@ -281,6 +281,105 @@ describe("tcp_port_used.uv on luv", function()
     end)
   end)
 
+  describe("UDP (proto = 'udp')", function()
+    -- A UDP port that a luv timer binds after ms: the game server that
+    -- starts later.
+    local function udp_later(ms)
+      local port, h = H.free_udp_port(), uv.new_udp()
+      local t = uv.new_timer()
+      uv.update_time()
+      t:start(ms, 0, function()
+        t:close()
+        assert(h:bind("127.0.0.1", port))
+      end)
+      return port, function()
+        if not t:is_closing() then t:close() end
+        h:close()
+      end
+    end
+
+    for _, mode in ipairs { "bind", "listen" } do
+      it("mode " .. mode .. " answers as the core for sockets on each address", function()
+        local function same(port, host)
+          local o = { port = port, host = host, proto = "udp", mode = mode }
+          local want = require("tcp_port_used").check(o)
+          assert.are.equal(want, ad.check(o), "host " .. tostring(host))
+          return want
+        end
+        local u, other, held = H.udp("127.0.0.1"), H.udp("127.0.0.2"), H.udp("0.0.0.0", 0, { reuseaddr = true })
+        assert.is_true(same(u.port, nil))
+        assert.is_true(same(u.port, "127.0.0.1"))
+        assert.is_false(same(other.port, nil))
+        assert.is_true(same(other.port, "127.0.0.2"))
+        assert.is_true(same(held.port, "127.0.0.1"))
+        if H.has_ipv6() then
+          assert.is_false(same(u.port, "::1"))
+          local u6 = H.udp("::1")
+          assert.is_true(same(u6.port, nil))
+          assert.is_false(same(u6.port, "127.0.0.1"))
+          u6.close()
+        end
+        u.close()
+        other.close()
+        held.close()
+        assert.is_false(same(u.port, nil))
+      end)
+
+      it("mode " .. mode .. ": on_used sees a UDP socket bound 300 ms later, the loop ticking", function()
+        local port, close = udp_later(300)
+        local tick = ticker()
+        local got, at
+        local t0 = now()
+        ad.on_used({ port = port, proto = "udp", mode = mode, timeout_ms = 5000 }, function(ok, err)
+          got, at = { ok, err }, now() - t0
+        end)
+        assert.is_true(run_until(function() return got ~= nil end, 10000))
+        local ticks = tick.n
+        tick.stop()
+        close()
+        assert.same({ true, nil }, got)
+        assert.is_true(at >= 290 and at < 3000, "answered after " .. at .. " ms")
+        assert.is_true(ticks >= 20, "only " .. ticks .. " ticks during the wait")
+      end)
+    end
+
+    it("waits in a coroutine, suspended, and in bind mode by default", function()
+      local port, close = udp_later(100)
+      local res
+      local co = coroutine.create(function()
+        res = { ad.wait_until_used { port = port, proto = "udp", timeout_ms = 5000 } }
+      end)
+      assert(coroutine.resume(co))
+      assert.equals("suspended", coroutine.status(co))
+      assert.is_true(run_until(function() return res ~= nil end, 10000))
+      close()
+      assert.same({ true }, res)
+    end)
+
+    it("refuses mode connect with UDP, saying why", function()
+      local ok, err = pcall(ad.check, { port = 80, proto = "udp", mode = "connect" })
+      assert.is_false(ok)
+      assert.matches("mode must be bind or listen with proto udp (a connect probe has no handshake",
+        err, 1, true)
+    end)
+
+    it("leaves no file descriptor behind", function()
+      local u, free = H.udp("127.0.0.1"), H.free_udp_port()
+      ad.check { port = u.port, proto = "udp" }
+      uv.run("nowait")
+      local before = H.fd_count()
+      for _ = 1, 100 do
+        assert.is_true(ad.check { port = u.port, proto = "udp" })
+        assert.is_false(ad.check { port = free, proto = "udp" })
+        assert.is_true(ad.check { port = u.port, proto = "udp", mode = "listen" })
+      end
+      uv.run("nowait")
+      local after = H.fd_count()
+      u.close()
+      assert.equals(before, after)
+    end)
+  end)
+
   it("run() runs waits concurrently on the loop", function()
     local port, close = listen_later(200)
     local r = H.reserve()
@@ -318,6 +417,14 @@ describe("tcp_port_used.uv on luv", function()
       print("check", ad.check(%d))
       print("bind", ad.check { port = %d, mode = "bind" })
       print("listen", pcall(ad.check, { port = %d, mode = "listen" }))
+      local u = uv.new_udp()
+      assert(u:bind("127.0.0.1", 0))
+      local up = u:getsockname().port
+      print("udp", ad.check { port = up, proto = "udp" }, ad.check { port = up, host = "::1", proto = "udp" })
+      print("udp wait", ad.wait_until_used { port = up, proto = "udp", timeout_ms = 1000 })
+      u:close()
+      print("udp free", ad.check { port = up, proto = "udp" })
+      print("udp listen", pcall(ad.check, { port = up, proto = "udp", mode = "listen" }))
       s:close()
       uv.run()
     ]], port, port, port, port, port)) .. " 2>&1")
@@ -328,6 +435,11 @@ describe("tcp_port_used.uv on luv", function()
     assert.matches("bind\ttrue\n", out, 1, true)
     -- listen mode asks the kernel through the C core: without it, a clear error
     assert.matches("listen\tfalse\t[^\n]*bad argument #1 to 'check'", out)
+    -- UDP bind probes are luv UDP handles
+    assert.matches("udp\ttrue\tfalse\n", out, 1, true)
+    assert.matches("udp wait\ttrue\n", out, 1, true)
+    assert.matches("udp free\tfalse\n", out, 1, true)
+    assert.matches("udp listen\tfalse\t[^\n]*needs the C core", out)
   end)
 
   describe("bad arguments", function()

@@ -1,7 +1,7 @@
 --- tcp_port_used.uv: the API of tcp_port_used for luv and Neovim, where
--- the loop must never freeze. Probes are luv TCP handles and sleeps are
--- luv timers, so it needs no compiler: the C core is used only for the
--- modes luv cannot answer (listen). The retry loop is loop.lua's, run in
+-- the loop must never freeze. Probes are luv TCP handles (UDP handles for
+-- UDP bind probes) and sleeps are luv timers, so it needs no compiler: the
+-- C core is used only for the mode luv cannot answer (listen, TCP or UDP). The retry loop is loop.lua's, run in
 -- a coroutine that yields to the loop while a probe or a sleep is pending.
 --
 -- Where each form runs:
@@ -202,8 +202,8 @@ local probe = require("tcp_port_used.probe") {
   connect = function(host, port, budget, close)
     return await(function(done) uvt.connect(host, port, budget, close, done) end)
   end,
-  bind = function(host, port)
-    return await(function(done) uvt.bind(host, port, done) end)
+  bind = function(host, port, proto)
+    return await(function(done) uvt.bind(host, port, proto, done) end)
   end,
   -- a kernel query in C that never waits on the network
   listen = has_core and require("tcp_port_used.listen").outcomes or nil,
@@ -227,7 +227,8 @@ end
 
 --- Public API --------------------------------------------------------------
 
---- check(port [, host]) or check{ port, host, timeout_ms, mode, close }.
+--- check(port [, host]) or check{ port, host, timeout_ms, mode, close,
+-- proto }.
 function M.check(a, b)
   local o = args.check("check", a, b)
   needs_core("check", o)

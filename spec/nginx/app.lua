@@ -61,7 +61,7 @@ local function opts()
   local q = ngx.req.get_uri_args()
   return {
     port = tonumber(q.port), host = q.host, mode = q.mode, close = q.close,
-    timeout_ms = tonumber(q.timeout), retry_ms = tonumber(q.retry),
+    timeout_ms = tonumber(q.timeout), retry_ms = tonumber(q.retry), proto = q.proto,
   }
 end
 
@@ -82,8 +82,8 @@ end
 
 function M.on_used()
   local o = opts()
-  ngx.say("returned ", show(ad.on_used(o.port, { timeout_ms = o.timeout_ms, retry_ms = o.retry_ms },
-    record("on_used " .. o.port))))
+  ngx.say("returned ", show(ad.on_used(o.port, { timeout_ms = o.timeout_ms, retry_ms = o.retry_ms,
+    proto = o.proto, mode = o.mode }, record("on_used " .. o.port))))
 end
 
 function M.bad()
@@ -91,6 +91,8 @@ function M.bad()
   ngx.say(select(2, pcall(ad.check, { port = 80, mode = "nope" })))
   ngx.say(select(2, pcall(ad.on_used, 80, nil, "not a function")))
   ngx.say(select(2, pcall(ad.on_free, 80, { port = 81 }, print)))
+  ngx.say(select(2, pcall(ad.check, { port = 80, proto = "udp", mode = "connect" })))
+  ngx.say(select(2, pcall(ad.wait_until_used, { port = 80, proto = "sctp" })))
 end
 
 function M.header_filter(port)

@@ -5,8 +5,10 @@
 -- free port of the ephemeral range) from a server; that can only happen
 -- on a local address, where the core's probe, polled between ngx.sleep
 -- calls, never blocks the worker and answers truly. Bind and listen
--- probes, and connects that must close with a reset (cosockets cannot),
--- go through the core too. It reports outcomes and decides nothing.
+-- probes (TCP and UDP: cosockets cannot bind, and a UDP port is probed
+-- only by binding it or asking the kernel, neither of which waits), and
+-- connects that must close with a reset (cosockets cannot), go through
+-- the core too. It reports outcomes and decides nothing.
 -- luacheck: read globals ngx
 local core = require "tcp_port_used.core"
 local core_transport = require "tcp_port_used.transport.core"

@@ -1,5 +1,6 @@
---- The luv transport: connect and bind probes with luv's own handles, so
--- that it works where the C core was never built. It reports outcomes
+--- The luv transport: connect and bind probes with luv's own handles (TCP
+-- handles, and UDP handles for UDP bind probes), so that it works where
+-- the C core was never built. It reports outcomes
 -- (see verdict.lua) to a callback and decides nothing; tcp_port_used.uv
 -- turns the callbacks into awaits and runs probe.lua over them.
 local hosts = require "tcp_port_used.hosts"
@@ -191,9 +192,11 @@ return function(uv, now)
 
   -- libuv sets SO_REUSEADDR on every TCP bind (as servers do), the very
   -- probe the C core makes; it may hold EADDRINUSE back until listen, but
-  -- getsockname reports it, so the probe never listens.
-  local function bind_one(a, port)
-    local h = uv.new_tcp()
+  -- getsockname reports it, so the probe never listens. On a UDP bind it
+  -- sets SO_REUSEADDR only when asked (reuseaddr), and the probe must not
+  -- ask: two UDP sockets that both set it share a port.
+  local function bind_one(a, port, proto)
+    local h = proto == "udp" and uv.new_udp() or uv.new_tcp()
     local ok, e, code = h:bind(a, port, a:find(":", 1, true) and { ipv6only = true } or nil)
     if ok then ok, e, code = h:getsockname() end
     h:close()
@@ -203,13 +206,14 @@ return function(uv, now)
     return code
   end
 
-  --- bind(host, port, done): done(outcome pairs) or done(nil, code).
-  function T.bind(host, port, done)
+  --- bind(host, port, proto, done): done(outcome pairs) or done(nil,
+  -- code); proto "tcp" or "udp".
+  function T.bind(host, port, proto, done)
     T.resolve(host, function(addrs, code)
       if not addrs then return done(nil, code) end
       local out = {}
       for _, a in ipairs(addrs) do
-        local s = bind_one(a, port)
+        local s = bind_one(a, port, proto)
         out[#out + 1], out[#out + 2] = s, a
         if s == true then break end
       end
