@@ -4,9 +4,15 @@
 -- tcp_port_used/uv.lua beside this file type the adapters.
 
 ---How a probe decides: `"connect"` (a server accepts), `"bind"` (a
----SO_REUSEADDR socket cannot bind), `"any"` (either), `"listen"` (the
----kernel lists a listening socket; this machine only, sends nothing).
+---SO_REUSEADDR socket cannot bind; for UDP, a socket without it), `"any"`
+---(either), `"listen"` (the kernel lists a listening socket, for UDP a
+---bound unconnected one; this machine only, sends nothing). UDP takes
+---`"bind"` (its default) and `"listen"` only.
 ---@alias tcp_port_used.mode "connect"|"bind"|"any"|"listen"
+
+---The transport protocol of the port: `"tcp"` (default) or `"udp"` (game
+---servers; modes `"bind"` and `"listen"`).
+---@alias tcp_port_used.proto "tcp"|"udp"
 
 ---How a connected probe closes: `"auto"` (FIN, or a reset above about 100
 ---probes a second), `"graceful"` (always FIN), `"reset"` (always RST).
@@ -19,8 +25,9 @@
 ---@field port integer 1..65535
 ---@field host? string IPv4, IPv6 (`::1` or `[::1]`) or a name; nil: 127.0.0.1 and ::1
 ---@field timeout_ms? number bounds the attempt (default 1000)
----@field mode? tcp_port_used.mode default "connect"
+---@field mode? tcp_port_used.mode default "connect" ("bind" for UDP)
 ---@field close? tcp_port_used.close default "auto"
+---@field proto? tcp_port_used.proto default "tcp"
 
 ---What `on_retry` is given before each sleep of a wait.
 ---@class tcp_port_used.retry_info
@@ -39,16 +46,18 @@
 ---@field retry_ms? number between probes; nil: from 5 ms growing to 250 ms
 ---@field timeout_ms? number the whole wait (default 2000)
 ---@field attempt_ms? number bounds one probe (default 1000)
----@field mode? tcp_port_used.mode default "connect"
+---@field mode? tcp_port_used.mode default "connect" ("bind" for UDP)
 ---@field close? tcp_port_used.close default "auto"
+---@field proto? tcp_port_used.proto default "tcp"
 ---@field sleep? fun(ms: number) how to sleep between probes (any scheduler)
 ---@field on_retry? fun(info: tcp_port_used.retry_info)
 ---@field yield? boolean false: never yield from a coroutine (default true)
 
 ---@class tcp_port_used.many_opts
 ---@field timeout_ms? number bounds each probe (default 1000)
----@field mode? tcp_port_used.mode default "connect"
+---@field mode? tcp_port_used.mode default "connect" ("bind" for UDP)
 ---@field close? tcp_port_used.close default "auto"
+---@field proto? tcp_port_used.proto default "tcp"
 ---@field max_inflight? integer probes in flight at once (default 1024; never more than the open-file limit allows)
 
 ---@class tcp_port_used.range
@@ -60,12 +69,19 @@
 ---@field from? integer with `to`: search this range (default 1024 when only `to` is given)
 ---@field to? integer default 65535 when only `from` is given
 ---@field exclude? integer[] ports never to return
+---@field proto? tcp_port_used.proto default "tcp"; "udp": a port no UDP socket holds
+
+---@class tcp_port_used.owner_opts
+---@field port integer 1..65535
+---@field host? string nil: any local address
+---@field proto? tcp_port_used.proto default "tcp"
 
 ---One listening socket, as owner() reports it.
 ---@class tcp_port_used.owner
 ---@field address string the local address it listens on
 ---@field family "inet"|"inet6"
 ---@field port integer
+---@field proto tcp_port_used.proto
 ---@field uid integer
 ---@field inode integer
 ---@field pid? integer the lowest pid holding it; nil where it may not be inspected
@@ -187,12 +203,14 @@ function M.range(from, to) end
 function M.find_free(opts) end
 
 ---Who listens on the port (host nil: any local address): one entry per
----listening socket, an empty list when none, `nil, err, code` on failure.
+---listening socket (for UDP, bound and not connected), an empty list when
+---none, `nil, err, code` on failure.
 ---@param port integer
 ---@param host? string
 ---@return tcp_port_used.owner[]|nil owners
 ---@return string? err
 ---@return string? code
+---@overload fun(opts: tcp_port_used.owner_opts): tcp_port_used.owner[]|nil, string?, string?
 function M.owner(port, host) end
 
 return M

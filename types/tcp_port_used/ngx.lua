@@ -2,7 +2,7 @@
 -- LuaLS definitions for the tcp_port_used.ngx adapter. The option tables and
 -- aliases are those of types/tcp_port_used.lua.
 
----OpenResty: probes through cosockets and sleeps with ngx.sleep in the phases that have them; blocks in init_by_lua; on_used/on_free run the wait in an ngx.timer.at handler (init_worker_by_lua).
+---OpenResty: probes through cosockets and sleeps with ngx.sleep in the phases that have them (UDP ports and modes bind and listen through the C core, which never waits); blocks in init_by_lua; on_used/on_free run the wait in an ngx.timer.at handler (init_worker_by_lua).
 ---@class tcp_port_used.ngx
 ---@field _VERSION string
 local M = {}

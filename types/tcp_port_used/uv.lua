@@ -5,7 +5,7 @@
 ---luv and Neovim (vim.uv or vim.loop): never blocks the loop; inside a coroutine resumed from the loop the waits suspend it; on_used/on_free call back from the loop (in Neovim through vim.schedule).
 ---@class tcp_port_used.uv
 ---@field _VERSION string
----@field has_core boolean whether the C core loaded (listen mode needs it)
+---@field has_core boolean whether the C core loaded (listen mode needs it; TCP and UDP bind probes use luv handles)
 local M = {}
 
 ---As tcp_port_used.check.
