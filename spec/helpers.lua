@@ -73,8 +73,8 @@ function H.free_port(host)
 end
 
 --- A UDP socket bound on host (default 127.0.0.1), port 0 or the given
--- one, as a game server's. opts: reuseaddr (set SO_REUSEADDR first, as
--- some servers do), v6only (an IPv6 socket's IPV6_V6ONLY, default true),
+-- one, as a game server's. opts: reuseaddr, reuseport (set SO_REUSEADDR,
+-- SO_REUSEPORT first, as some servers do), v6only (an IPv6 socket's IPV6_V6ONLY, default true),
 -- peer = { host, port } (connect it, as a client's socket is).
 function H.udp(host, port, opts)
   host, opts = host or "127.0.0.1", opts or {}
@@ -84,6 +84,7 @@ function H.udp(host, port, opts)
   local s = assert(v6 and socket.udp6() or socket.udp4())
   if v6 then assert(s:setoption("ipv6-v6only", opts.v6only ~= false)) end
   if opts.reuseaddr then assert(s:setoption("reuseaddr", true)) end
+  if opts.reuseport then assert(s:setoption("reuseport", true)) end
   assert(s:setsockname(host, port or 0))
   if opts.peer then assert(s:setpeername(opts.peer[1], opts.peer[2])) end
   local _, p = s:getsockname()
