@@ -83,6 +83,16 @@ describe("hostile input", function()
     raises("check", "unknown option '1'", tpu.check, { 80, port = 80 })
   end)
 
+  it("rejects every bad proto everywhere a proto is taken", function()
+    for _, v in ipairs { "", "UDP", "udp\0", "tcp ", 17, true, {}, ("u"):rep(1e6) } do
+      raises("check", "proto must be one of tcp, udp", tpu.check, { port = 80, proto = v })
+      raises("wait_until_free", "proto must be one of tcp, udp", tpu.wait_until_free, { port = 80, proto = v })
+      raises("check_many", "proto must be one of tcp, udp", tpu.check_many, { 80 }, nil, { proto = v })
+      raises("find_free", "proto must be one of tcp, udp", tpu.find_free, { proto = v })
+      raises("owner", "proto must be one of tcp, udp", tpu.owner, { port = 80, proto = v })
+    end
+  end)
+
   it("answers IPv6 hosts with zone ids with an answer or an error, never a crash", function()
     if not H.can_unshare() then
       pending("no network namespaces here (a malformed host could reach the resolver)")
@@ -92,8 +102,9 @@ describe("hostile input", function()
       local tpu = require "tcp_port_used"
       for _, h in ipairs { "fe80::1%lo", "[fe80::1%lo]", "::1%lo", "fe80::1%nonexistent", "fe80::1%",
                            "[::1", "::1]", "[[::1]]", "1::2::3", "::ffff:127.0.0.1", "%lo" } do
-        for _, mode in ipairs { "connect", "bind", "any", "listen" } do
-          local r = { tpu.check { port = 80, host = h, mode = mode, timeout_ms = 100 } }
+        for _, mode in ipairs { "connect", "bind", "any", "listen", "udp bind", "udp listen" } do
+          local proto, m = mode:match("^(udp) (%a+)$")
+          local r = { tpu.check { port = 80, host = h, mode = m or mode, proto = proto, timeout_ms = 100 } }
           local ok = type(r[1]) == "boolean" or (r[1] == nil and type(r[2]) == "string"
             and type(r[3]) == "string")
           print(ok and "ok" or ("bad " .. h .. " " .. mode .. " " .. tostring(r[1]) .. " " .. tostring(r[2])))
@@ -101,7 +112,7 @@ describe("hostile input", function()
       end]==])
     assert.is_nil(out:find("bad ", 1, true), out)
     local n = select(2, out:gsub("ok\n", ""))
-    assert.equals(44, n, out)
+    assert.equals(66, n, out)
   end)
 
   it("never answers a malformed literal as free", function()
@@ -134,7 +145,8 @@ describe("hostile input", function()
         "wait-used 80 --timeout abc", "wait-used 80 --timeout -5", "wait-used 80 --timeout nan",
         "wait-used 80 --timeout inf", "wait-used 80 --retry 1e999", "wait-used 80 --mode ping",
         "wait-used", "check", "bogus", "--bogus", "check 80 --timeout", "find-free --from 0",
-        "find-free --from 70000", "who 0", "wait-used 80 --",
+        "find-free --from 70000", "who 0", "wait-used 80 --", "check --udp 80 --mode connect",
+        "wait-free --udp 80 --mode any", "who --udp 0", "check --udp",
       } do
         local out, err, rc = cli(argstr)
         assert.equals(2, rc, argstr .. " -> " .. tostring(rc) .. " " .. out .. err)
