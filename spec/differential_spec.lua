@@ -23,6 +23,9 @@ local RAISING = {
   { port = "open4", opts = { timeout_ms = -1 }, label = "timeout_ms -1" },
   { port = "open4", opts = { bogus = 1 }, label = "unknown option" },
   { port = "open4", opts = { retryTimeMs = 1 }, label = "Node's option name" },
+  { port = "open4", opts = { proto = "sctp" }, label = "proto sctp" },
+  { port = "open4", opts = { proto = "udp", mode = "connect" }, label = "UDP in mode connect" },
+  { port = "open4", opts = { proto = "udp", mode = "any" }, label = "UDP in mode any" },
 }
 
 local RUNS = {
@@ -30,6 +33,7 @@ local RUNS = {
     name = "with both loopbacks",
     setup = "",
     ports = { "open4", "open6", "wild4", "wild6", "dual6", "refused4", "refused6", "unbound" },
+    udp_ports = { "udp4", "udp6", "udpwild4", "udpwild6", "udpdual6", "unbound" },
     hosts = { false, "127.0.0.1", "[127.0.0.1]", "::1", "[::1]", "localhost",
               "999.1.1.1", "1::2::3", "[::1", "1.2.3.4.5" },
     expect = {
@@ -44,6 +48,7 @@ local RUNS = {
     setup = "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6; " ..
       "echo 1 > /proc/sys/net/ipv6/conf/lo/disable_ipv6; ",
     ports = { "open4", "wild4", "refused4", "unbound" },
+    udp_ports = { "udp4", "udpwild4" },
     hosts = { false, "127.0.0.1", "::1", "[::1]", "localhost", "1::2::3" },
     expect = {
       { "open4", false, "connect", { v = "true" } },
@@ -123,8 +128,8 @@ describe("every transport answers alike", function()
         local extra = {}
         for _, e in ipairs(RAISING) do extra[#extra + 1] = e end
         for _, e in ipairs(run.extra or {}) do extra[#extra + 1] = e end
-        local t = { ports = run.ports, hosts = run.hosts, modes = MODES, extra = extra,
-                    timeout_ms = run.timeout_ms }
+        local t = { ports = run.ports, udp_ports = run.udp_ports, hosts = run.hosts, modes = MODES,
+                    extra = extra, timeout_ms = run.timeout_ms }
         local out = H.lua_in_netns("require('transports').print_table_run(" .. C.literal(t) .. ")",
           run.setup)
         res = T.parse(out)

@@ -115,7 +115,8 @@ end
 -- a deep backlog and are drained between runs (a full queue would turn
 -- answers into timeouts). open: a listener on the loopback; wild: on the
 -- wildcard (wild6 IPV6_V6ONLY, dual6 dual-stack); refused: bound, not
--- listening; unbound: nothing there.
+-- listening; unbound: nothing there. udp: a bound UDP socket, on the
+-- loopback or the wildcard (udpwild6 IPV6_V6ONLY, udpdual6 dual-stack).
 T.FIXTURES = {
   open4 = function() return H.listen("127.0.0.1", 0, 1024) end,
   open6 = function() return H.listen("::1", 0, 1024) end,
@@ -125,18 +126,27 @@ T.FIXTURES = {
   refused4 = function() return H.reserve("127.0.0.1") end,
   refused6 = function() return H.reserve("::1") end,
   unbound = function() return { port = H.free_port(), close = function() end } end,
+  udp4 = function() return H.udp("127.0.0.1") end,
+  udp6 = function() return H.udp("::1") end,
+  udpwild4 = function() return H.udp("0.0.0.0") end,
+  udpwild6 = function() return H.udp("::") end,
+  udpdual6 = function() return H.udp("::", 0, { v6only = false }) end,
 }
 
 --- Runs the cross product of t.ports (fixture names) x t.hosts (false:
--- host omitted) x t.modes (with t.timeout_ms, if given), then t.extra
+-- host omitted) x t.modes (with t.timeout_ms, if given), the same for
+-- t.udp_ports in UDP's modes bind and listen, then t.extra
 -- (calls whose port is a fixture name or a number), through each kind of
 -- t.kinds. Returns { calls =,
 -- outcomes = { [kind] = list }, missing = { [kind] = why }, ports = }.
 function T.table_run(t)
   local held, ports = {}, {}
-  for _, name in ipairs(t.ports) do
-    held[name] = T.FIXTURES[name]()
-    ports[name] = held[name].port
+  local udp_ports = t.udp_ports or {}
+  for _, list in ipairs { t.ports, udp_ports } do
+    for _, name in ipairs(list) do
+      held[name] = T.FIXTURES[name]()
+      ports[name] = held[name].port
+    end
   end
   local calls = {}
   local function add(fn, port_name, o, label)
@@ -145,14 +155,19 @@ function T.table_run(t)
     a.port = ports[port_name] or port_name
     calls[#calls + 1] = { fn = fn, args = { a }, n = 1, label = fn .. " " .. label }
   end
-  for _, p in ipairs(t.ports) do
-    for _, h in ipairs(t.hosts) do
-      for _, m in ipairs(t.modes) do
-        add("check", p, { host = h or nil, mode = m, timeout_ms = t.timeout_ms },
-          string.format("%s(%d) host=%s mode=%s", p, ports[p], h and string.format("%q", h) or "omitted", m))
+  local function cross(list, modes, proto)
+    for _, p in ipairs(list) do
+      for _, h in ipairs(t.hosts) do
+        for _, m in ipairs(modes) do
+          add("check", p, { host = h or nil, mode = m, timeout_ms = t.timeout_ms, proto = proto },
+            string.format("%s(%d) host=%s mode=%s%s", p, ports[p], h and string.format("%q", h) or "omitted",
+              m, proto and " proto=" .. proto or ""))
+        end
       end
     end
   end
+  cross(t.ports, t.modes)
+  cross(udp_ports, { "bind", "listen" }, "udp")
   for _, e in ipairs(t.extra or {}) do
     add(e.fn or "check", e.port, e.opts, e.label)
   end

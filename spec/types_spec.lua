@@ -147,6 +147,7 @@ describe("types/", function()
     wait = "tcp_port_used.wait_opts",
     check_many = "tcp_port_used.many_opts",
     find_free = "tcp_port_used.find_free_opts",
+    owner = "tcp_port_used.owner_opts",
   }
 
   local function class_fields(src)
