@@ -253,7 +253,7 @@ describe("tcp_port_used.ngx", function()
         local lfs = require "lfs"
         local function worker_fds()
           local n = 0
-          for name in lfs.dir("/proc/" .. N.worker .. "/fd") do
+          for name in lfs.dir("/proc/" .. N.nginx.worker .. "/fd") do
             if name:match("^%d+$") then n = n + 1 end
           end
           return n
