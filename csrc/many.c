@@ -29,13 +29,16 @@ struct tpu_many {
     struct pollfd *pfd;
 };
 
-/* Descriptors open in this process, or -1 where it cannot be told. */
-static long tpu_fds_in_use(void)
+/* Descriptors open in this process below limit: /proc/self/fd on Linux,
+ * else one fcntl per possible descriptor (called only when the limit is
+ * small enough to matter, see tpu_fd_room). -1 where it cannot be told. */
+static long tpu_fds_in_use(long limit)
 {
-#ifdef TPU_LINUX
     long n = 0;
+#ifdef TPU_LINUX
     struct dirent *e;
     DIR *d = opendir("/proc/self/fd");
+    (void)limit;
     if (d == NULL)
         return -1;
     while ((e = readdir(d)) != NULL)
@@ -44,7 +47,11 @@ static long tpu_fds_in_use(void)
     closedir(d);
     return n - 1; /* the directory's own descriptor */
 #else
-    return -1;
+    long fd;
+    for (fd = 0; fd < limit; fd++)
+        if (fcntl((int)fd, F_GETFD) != -1)
+            n++;
+    return n;
 #endif
 }
 
@@ -58,7 +65,7 @@ static int tpu_fd_room(int want)
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY
         || rl.rlim_cur > (rlim_t)want + TPU_MANY_HEADROOM + 65536)
         return want;
-    used = tpu_fds_in_use();
+    used = tpu_fds_in_use((long)rl.rlim_cur);
     if (used < 0)
         return want; /* EMFILE, if it comes, shrinks the window */
     headroom = (long)rl.rlim_cur / 8 < TPU_MANY_HEADROOM ? (long)rl.rlim_cur / 8 : TPU_MANY_HEADROOM;
