@@ -220,7 +220,9 @@ describe("tcp-port-used (CLI)", function()
 
   describe("--udp", function()
     it("checks a UDP port, in bind mode unless told otherwise", function()
-      local u = H.udp("127.0.0.1")
+      -- a number whose TCP port was free a moment ago (a UDP port from the
+      -- kernel may be a TCP client's source port elsewhere)
+      local u = H.udp("127.0.0.1", H.free_port())
       local out, err, rc = cli("check --udp 127.0.0.1:" .. u.port)
       assert.equals(0, rc, err)
       assert.equals("127.0.0.1:" .. u.port .. "/udp in use\n", out)
