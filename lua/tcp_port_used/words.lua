@@ -50,6 +50,9 @@ M.TEXT = TEXT
 
 -- Where an operation gives a code a meaning of its own.
 local OP_TEXT = {
+  -- a readiness exchange: an orderly close and a reset both end it early
+  receive = { ECONNRESET = "connection closed by the server" },
+  send = { ECONNRESET = "connection closed by the server", EPIPE = "connection closed by the server" },
   listen = {
     EADDRNOTAVAIL = "not an address of this machine (listen mode answers only for this machine)",
     ENOTSUP = "listen mode needs Linux (NETLINK_SOCK_DIAG or /proc/net/tcp)",
@@ -79,6 +82,15 @@ end
 --- "<op> <where>: <text>".
 function M.message(op, where, code)
   return op .. " " .. where .. ": " .. M.text(op, code)
+end
+
+--- A string quoted for a message, its first 40 bytes at most: a value
+-- in an argument error, the start of a reply that is not what it should
+-- be. (%q, with its escapes made the same on every version: 5.1 writes
+-- NUL as \000 and a newline as a backslash-newline.)
+function M.quote(v)
+  if #v > 40 then v = v:sub(1, 40) .. "..." end
+  return (string.format("%q", v):gsub("\\\n", "\\n"):gsub("\\000", "\\0"):gsub("%z", "\\0"))
 end
 
 M.NO_FAMILY = "no address of a family this machine has"
