@@ -57,11 +57,45 @@ function M.answer(op, host, port, ipv6, s1, a1, ...)
   return nil, op .. " " .. where(host, port, a1) .. ": " .. words.NO_FAMILY, "EAFNOSUPPORT", op
 end
 
---- The answer as the public API gives it: true, false or nil, err, code
--- (the operation, a fourth value, is for the retry policy only).
+--- The answer as the public API gives it: true, false [, reason] or nil,
+-- err, code (the operation, a fourth value, is for the retry policy only).
 function M.public(r, err, code)
   if r == nil then return nil, err, code end
+  if r == false and err ~= nil then return false, err end
   return r
+end
+
+--- ready(host, port, unix, ipv6, outcomes): the answer of a readiness
+-- probe (or a connect probe of a Unix-domain socket) that tried each
+-- address in turn and none was ready. Each outcome is a table:
+--   { answered = true, reason = ... }   the server said "not ready"
+--   { refused = true, address = ... }   nothing listens there
+--   { code =, op =, address =, detail = }  the probe failed
+-- The answer (SPEC "readiness"): false with the reason of the first that
+-- answered "not ready"; otherwise an error naming the first address that
+-- failed; otherwise false if any refused; an IPv6 address of a family
+-- this machine lacks is skipped, as in check. unix: the socket's path,
+-- which names the place in messages instead of host:port.
+function M.ready(host, port, unix, ipv6, outcomes)
+  local n = #outcomes
+  for i = 1, n do
+    local o = outcomes[i]
+    if o.answered then return false, o.reason end
+  end
+  local refused
+  for i = 1, n do
+    local o = outcomes[i]
+    if o.refused then
+      refused = true
+    elseif not (o.op == "connect" and skipped(o.code, o.address, ipv6)) then
+      local msg = message(o.op, unix or where(host, port, o.address), o.code)
+      if o.detail then msg = msg .. " (" .. o.detail .. ")" end
+      return nil, msg, o.code, o.op
+    end
+  end
+  if refused then return false end
+  return nil, "connect " .. where(host, port, outcomes[1].address) .. ": " .. words.NO_FAMILY,
+    "EAFNOSUPPORT", "connect"
 end
 
 --- any mode: in use if either probe says so; an error where neither does
