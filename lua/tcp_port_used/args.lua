@@ -1,17 +1,14 @@
 --- Argument checking and option parsing, shared by every entry point
 -- (the core module, the adapters, the CLI), so that a bad argument gets
 -- the same message wherever it is passed.
+local quote = require("tcp_port_used.words").quote
+
 local M = {}
 
 local type, tostring, string_format, find, next = type, tostring, string.format, string.find, next
 
 local function show(v)
-  if type(v) == "string" then
-    if #v > 40 then v = v:sub(1, 40) .. "..." end
-    -- %q, with its escapes made the same on every version (5.1 writes NUL
-    -- as \000 and a newline as a backslash-newline)
-    return (string_format("%q", v):gsub("\\\n", "\\n"):gsub("\\000", "\\0"):gsub("%z", "\\0"))
-  end
+  if type(v) == "string" then return quote(v) end
   if type(v) == "number" then
     if v ~= v then return "nan" end
     return tostring(v)
@@ -125,22 +122,109 @@ end
 -- gets a pointer instead of a bare "unknown option".
 local NODE_NAMES = { retryTimeMs = "retry_ms", timeOutMs = "timeout_ms", inUse = "in_use" }
 
+--- Raises for a key of opts that allowed lacks. Returns whether a key of
+-- readiness (see READY_KEYS) was given, from the same pass over the keys.
 function M.known(fname, argn, opts, allowed)
+  local readiness = false
   for k in next, opts do
-    if not allowed[k] then
+    local a = allowed[k]
+    if not a then
       local hint = NODE_NAMES[k] and (" (did you mean '" .. NODE_NAMES[k] .. "'?)") or ""
       error(string_format("bad argument #%d to '%s' (unknown option '%s'%s)",
         argn, fname, tostring(k), hint), 4)
     end
+    if a == "ready" then readiness = true end
   end
+  return readiness
+end
+
+-- The options of readiness probes, in the key sets as "ready".
+local READY_KEYS = { "ready", "path", "status", "user", "database", "unix" }
+local function with_ready(keys)
+  for _, k in ipairs(READY_KEYS) do keys[k] = "ready" end
+  return keys
+end
+
+local KINDS, KIND_LIST = one_of(require("tcp_port_used.ready").KINDS)
+-- What each readiness option needs, and the longest string it takes.
+local OPTION_OF = { path = "http", status = "http", user = "postgres", database = "postgres" }
+local MAX_PATH, MAX_NAME = 8192, 1024
+
+local function a_string(fname, v, name, max, level)
+  if type(v) ~= "string" or #v == 0 or #v > max or find(v, "\0", 1, true) then
+    fail(fname, 1, name .. " must be a string of 1 to " .. max .. " bytes without NUL", v, level)
+  end
+  return v
+end
+
+-- status: a number, a list of numbers, or a class ("2xx"), normalized to
+-- the set or the range ready/http.lua accepts.
+local function status_option(fname, v)
+  if type(v) == "string" then
+    local d = v:match("^([1-5])[xX][xX]$")
+    if d then return { from = d * 100, to = d * 100 + 99 } end
+  elseif is_int(v, 100, 599) then
+    return { [v] = true }
+  elseif type(v) == "table" and #v > 0 then
+    local set = {}
+    for i = 1, #v do
+      if not is_int(v[i], 100, 599) then
+        fail(fname, 1, "status[" .. i .. "] must be an HTTP status in 100..599", v[i], 6)
+      end
+      set[v[i]] = true
+    end
+    return set
+  end
+  fail(fname, 1, "status must be an HTTP status in 100..599, a list of them, or a class " ..
+    "such as \"2xx\"", v, 6)
+end
+
+--- The readiness options of t (ready, path, status, user, database, unix)
+-- checked and copied into the normalized options o (whose mode is set).
+function M.readiness(fname, t, o)
+  local r, unix = t.ready, t.unix
+  if r ~= nil and type(r) ~= "function" and not KINDS[r] then
+    fail(fname, 1, "ready must be one of " .. KIND_LIST .. " or a function", r)
+  end
+  if unix ~= nil then
+    a_string(fname, unix, "unix", MAX_NAME, 6)
+    if t.host ~= nil then fail(fname, 1, "unix excludes host: give one of them", unix) end
+    if t.port ~= nil or t.ports ~= nil then
+      fail(fname, 1, "unix excludes port and ports: give one of them", unix)
+    end
+  end
+  if (r ~= nil or unix ~= nil) and o.proto == "udp" then
+    fail(fname, 1, "proto must be \"tcp\" with " .. (r ~= nil and "ready" or "unix"), o.proto)
+  end
+  if (r ~= nil or unix ~= nil) and o.mode ~= "connect" then
+    fail(fname, 1, "mode must be \"connect\" with " .. (r ~= nil and "ready" or "unix"), o.mode)
+  end
+  for k, kind in pairs(OPTION_OF) do
+    if t[k] ~= nil and r ~= kind then
+      fail(fname, 1, k .. " needs ready = \"" .. kind .. "\"", t[k])
+    end
+  end
+  local path = t.path
+  if path ~= nil then
+    a_string(fname, path, "path", MAX_PATH, 6)
+    if path:sub(1, 1) ~= "/" or find(path, "[%c ]") then
+      fail(fname, 1, "path must start with \"/\" and hold no spaces or control characters", path)
+    end
+  end
+  o.ready, o.unix, o.path = r, unix, path
+  o.status = t.status ~= nil and status_option(fname, t.status) or nil
+  o.user = t.user ~= nil and a_string(fname, t.user, "user", MAX_NAME, 6) or nil
+  o.database = t.database ~= nil and a_string(fname, t.database, "database", MAX_NAME, 6) or nil
+  return o
 end
 
 -- The keys of every options table, by the function that takes it (the
 -- adapters' check, waits and on_used/on_free take the same): one list,
--- which spec/types_spec.lua holds types/ to.
+-- which spec/types_spec.lua holds types/ to. Readiness keys are "ready".
 M.OPTIONS = {
-  check = { port = true, host = true, timeout_ms = true, mode = true, close = true, proto = true },
-  wait = {
+  check = with_ready { port = true, host = true, timeout_ms = true, mode = true, close = true,
+                      proto = true },
+  wait = with_ready {
     port = true, ports = true, host = true, in_use = true, retry_ms = true, timeout_ms = true,
     attempt_ms = true, mode = true, close = true, sleep = true, on_retry = true, yield = true,
     proto = true,
@@ -149,7 +233,12 @@ M.OPTIONS = {
   find_free = { host = true, from = true, to = true, exclude = true, proto = true },
   owner = { port = true, host = true, proto = true },
 }
-local CHECK_KEYS, WAIT_KEYS = M.OPTIONS.check, M.OPTIONS.wait
+local READY_CHECK_KEYS, WAIT_KEYS = M.OPTIONS.check, M.OPTIONS.wait
+-- A check's plain keys: any other sends it down the readiness path.
+local CHECK_KEYS = {}
+for k, v in pairs(READY_CHECK_KEYS) do
+  if v == true then CHECK_KEYS[k] = true end
+end
 
 --- check(port [, host]) or check{...}: the normalized options, in the
 -- table `into` when given (the core's check reuses one: a check costs
@@ -159,8 +248,9 @@ function M.check(fname, a, b, into)
   local o = into or {}
   local port, host, timeout, mode, close, proto
   if type(a) == "table" then
+    local readiness = false
     for k in next, a do
-      if not CHECK_KEYS[k] then M.known(fname, 1, a, CHECK_KEYS) end
+      if not CHECK_KEYS[k] then readiness = M.known(fname, 1, a, READY_CHECK_KEYS) end
     end
     port, host, timeout, mode, close, proto = a.port, a.host, a.timeout_ms, a.mode, a.close, a.proto
     -- the usual case is checked inline; the checkers word what fails
@@ -178,6 +268,14 @@ function M.check(fname, a, b, into)
       M.mode(fname, 1, mode, proto)
     end
     if close == nil then close = "auto" elseif not CLOSES[close] then M.close(fname, 1, close) end
+    if readiness then
+      -- a table of its own: `into` is reused by plain checks, which must
+      -- not see readiness options
+      o = { host = host, timeout_ms = timeout, mode = mode, close = close, proto = proto }
+      if a.unix == nil then o.port = M.port(fname, 1, port) end
+      M.readiness(fname, a, o)
+      return o
+    end
   else
     port, host, timeout, mode, close, proto = a, M.host(fname, 2, b), 1000, "connect", "auto", "tcp"
   end
@@ -199,11 +297,14 @@ function M.owner(fname, a, b)
 end
 
 --- Normalizes the options table of a wait; `in_use` is forced by the
--- named waits and required by wait_for_status.
+-- named waits and required by wait_for_status. A wait for a Unix-domain
+-- socket has its path as its one "port".
 function M.wait_table(fname, t, in_use)
-  M.known(fname, 1, t, WAIT_KEYS)
+  local readiness = M.known(fname, 1, t, WAIT_KEYS)
   local o = {}
-  if t.ports ~= nil then
+  if readiness and t.unix ~= nil then
+    o.ports = { t.unix }
+  elseif t.ports ~= nil then
     if t.port ~= nil then
       error(string_format("bad argument #1 to '%s' (give port or ports, not both)", fname), 3)
     end
@@ -229,6 +330,7 @@ function M.wait_table(fname, t, in_use)
   o.sleep = M.func(fname, 1, t.sleep, "sleep")
   o.on_retry = M.func(fname, 1, t.on_retry, "on_retry")
   o.yield = M.boolean(fname, 1, t.yield, "yield", true)
+  if readiness then M.readiness(fname, t, o) end
   return o
 end
 

@@ -1,6 +1,8 @@
 --- The one retry loop behind every wait, on every host. It knows nothing
 -- of sockets or schedulers: the caller injects `probe(port, attempt_ms)`
--- (returning true / false / nil, err, code), `sleep(ms)` and `now()`.
+-- (returning true / false [, reason] / nil, err, code, op), `sleep(ms)`
+-- and `now()`. A readiness probe's "not ready" and EPROTO are retried
+-- like any other answer that is not yet the one wanted.
 -- Pure Lua, so that the luv adapter can use it without the C core. Which
 -- errors end a wait at once is policy.lua's to say.
 local policy = require "tcp_port_used.policy"
@@ -21,7 +23,8 @@ function M.interval(retry_ms, elapsed_ms)
 end
 
 --- o: normalized wait options (ports, in_use, retry_ms, timeout_ms,
--- attempt_ms, on_retry). Returns true, or nil, "timeout", last_err, code,
+-- attempt_ms, on_retry). Returns true, or nil, "timeout", last_err, code
+-- (last_err: the last error, or the reason of the last "not ready"),
 -- or nil, err, code for a permanent error (policy.permanent).
 function M.wait(o, probe, sleep, now)
   local start = now()
@@ -43,6 +46,9 @@ function M.wait(o, probe, sleep, now)
         if r == nil then
           if permanent(op, code) then return nil, err, code end
           last_err, last_code = err, code
+        elseif err ~= nil then
+          -- a server that answered "not ready": its reason, no code
+          last_err, last_code = err, nil
         end
         i = i + 1
       end

@@ -17,10 +17,20 @@ local PERMANENT = {
 local PERMANENT_IN = {
   bind = { EADDRNOTAVAIL = true },
   listen = { EADDRNOTAVAIL = true },
+  -- a Unix-domain socket's path too long for a socket address (a missing
+  -- socket file, ENOENT, passes: the server has not made it yet)
+  connect = { ENAMETOOLONG = true },
 }
+
+-- The exchange of a readiness probe: what a server that is still
+-- starting says or does there (a reset, a close, EPROTO from a program
+-- that held the port before the server's own) can change, so nothing
+-- sent or received ends a wait.
+local EXCHANGE = { send = true, receive = true }
 
 --- Whether a wait gives up at once on code from operation op.
 function M.permanent(op, code)
+  if EXCHANGE[op] then return false end
   if PERMANENT[code] then return true end
   local t = PERMANENT_IN[op]
   return t ~= nil and t[code] == true
