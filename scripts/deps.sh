@@ -10,7 +10,7 @@ lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev lua5.3 liblua5.3-dev lua5.4 liblua5.
 luajit2 libluajit2-5.1-dev
 lua-busted lua-socket lua-filesystem luarocks lua-check lua-luv
 neovim nginx-light libnginx-mod-http-lua
-postgresql
+postgresql redis-server
 valgrind cppcheck clang libclang-rt-14-dev
 iproute2 nftables procps
 "

@@ -131,6 +131,61 @@ describe("bad arguments", function()
       tpu.wait_until_used, { port = 80, yield = 0 })
   end)
 
+  it("reject bad readiness options, naming the option", function()
+    for _, f in ipairs { "check", "wait_until_used", "wait_for_status" } do
+      local function call(o)
+        o.in_use = f == "wait_for_status" or nil
+        return tpu[f](o)
+      end
+      local function bad(what, o) raises("bad argument #1 to '" .. f .. "' (" .. what, call, o) end
+      bad('ready must be one of http, redis, postgres or a function, got "mysql")',
+        { port = 80, ready = "mysql" })
+      bad("ready must be one of http, redis, postgres or a function, got true)",
+        { port = 80, ready = true })
+      bad('path must start with "/" and hold no spaces or control characters, got "healthz")',
+        { port = 80, ready = "http", path = "healthz" })
+      bad('path must start with "/" and hold no spaces or control characters, got "/a b")',
+        { port = 80, ready = "http", path = "/a b" })
+      bad('path must start with "/" and hold no spaces or control characters, got "/a\\nX:")',
+        { port = 80, ready = "http", path = "/a\nX:" })
+      bad("path must be a string of 1 to 8192 bytes without NUL, got 5)",
+        { port = 80, ready = "http", path = 5 })
+      bad('status must be an HTTP status in 100..599, a list of them, or a class such as "2xx", got "ok")',
+        { port = 80, ready = "http", status = "ok" })
+      bad("status must be an HTTP status in 100..599, a list of them, or a class such as \"2xx\", got 600)",
+        { port = 80, ready = "http", status = 600 })
+      bad("status must be an HTTP status in 100..599, a list of them, or a class such as \"2xx\", got table)",
+        { port = 80, ready = "http", status = {} })
+      bad("status[2] must be an HTTP status in 100..599, got \"204\")",
+        { port = 80, ready = "http", status = { 200, "204" } })
+      bad('path needs ready = "http", got "/x")', { port = 80, path = "/x" })
+      bad('status needs ready = "http", got 200)', { port = 80, ready = "redis", status = 200 })
+      bad('user needs ready = "postgres", got "app")', { port = 80, ready = "http", user = "app" })
+      bad("user must be a string of 1 to 1024 bytes without NUL, got \"a\\0b\")",
+        { port = 80, ready = "postgres", user = "a\0b" })
+      bad("database must be a string of 1 to 1024 bytes without NUL, got \"\")",
+        { port = 80, ready = "postgres", database = "" })
+      bad('unix excludes port and ports: give one of them, got "/run/x.sock")',
+        { port = 80, unix = "/run/x.sock" })
+      bad('unix excludes host: give one of them, got "/run/x.sock")',
+        { host = "db", unix = "/run/x.sock" })
+      bad("unix must be a string of 1 to 1024 bytes without NUL, got 1)", { unix = 1 })
+      bad('mode must be "connect" with ready, got "listen")',
+        { port = 80, ready = "redis", mode = "listen" })
+      bad('mode must be "connect" with unix, got "bind")', { unix = "/x.sock", mode = "bind" })
+    end
+    raises("bad argument #1 to 'wait_until_used' (unix excludes port and ports",
+      tpu.wait_until_used, { ports = { 80 }, unix = "/x.sock" })
+    -- raised at the caller, as every argument error
+    local ok, err = pcall(function() tpu.check { port = 80, ready = "mysql" } end)
+    assert.is_false(ok)
+    assert.matches("^spec/args_spec%.lua:%d+: bad argument #1 to 'check'", err)
+    ok, err = pcall(function() tpu.check { port = 80, ready = "http", status = { 1 } } end)
+    assert.matches("^spec/args_spec%.lua:%d+: bad argument #1 to 'check' %(status%[1%]", err)
+    ok, err = pcall(function() tpu.wait_until_used { port = 80, ready = "http", path = "/", user = "" } end)
+    assert.matches("^spec/args_spec%.lua:%d+: bad argument #1 to 'wait_until_used' %(user needs", err)
+  end)
+
   it("are checked by the C core too, for callers that bypass the Lua layer", function()
     local core = require "tcp_port_used.core"
     raises("port must be an integer in 1..65535", core.connect, nil, 0)
@@ -139,5 +194,18 @@ describe("bad arguments", function()
     raises("milliseconds must be a number in 0..1e12", core.connect, nil, 80, -1)
     raises("milliseconds must be a number in 0..1e12", core.sleep, 0 / 0)
     raises("invalid option 'x'", core.connect, nil, 80, 10, "x")
+    raises("an IPv4 or IPv6 address literal expected", core.stream, "localhost", 80)
+    raises("an IPv4 or IPv6 address literal expected", core.stream, ("1"):rep(100), 80)
+    raises("port must be an integer in 1..65535", core.stream, "127.0.0.1", 0)
+    raises("path must not contain a NUL byte", core.stream_unix, "/a\0b")
+    local s = core.stream_unix("/nonexistent/x.sock")
+    raises("invalid option 'fin'", s.close, s, "fin")
+    assert.same({ nil, "ECLOSED" }, { s:recv() })
+    assert.same({ nil, "ECLOSED" }, { s:send("x") })
+  end)
+
+  it("agree on the version: the C core and the pure-Lua code", function()
+    local core = require "tcp_port_used.core"
+    assert.are.equal(core._VERSION, require "tcp_port_used.version")
   end)
 end)

@@ -1,0 +1,235 @@
+-- Readiness probes against servers that misbehave (spec/fault_server.lua,
+-- a child process on real loopback sockets): replies cut short, a byte at
+-- a time, far too long, never coming, a reset, another protocol. Each
+-- answer is an error or false within the attempt budget, never a hang,
+-- and no descriptor is left behind. Also: Unix-domain sockets, your own
+-- exchange, a yielding wait that never blocks, and a probe that would
+-- connect to itself.
+local tpu = require "tcp_port_used"
+local core = require "tcp_port_used.core"
+local H = require "helpers"
+local S = require "servers"
+
+local function pack(...)
+  return { n = select("#", ...), ... }
+end
+
+-- check's values and how long it took, in ms.
+local function timed(o)
+  local t0 = core.now()
+  local r = pack(tpu.check(o))
+  return r, core.now() - t0
+end
+
+describe("readiness against servers that misbehave", function()
+  local portfile = os.tmpname()
+  os.remove(portfile)
+  local child = H.spawn(H.lua_cmd("arg = { [1] = " .. string.format("%q", portfile) .. " } " ..
+    "dofile(" .. string.format("%q", H.root .. "/spec/fault_server.lua") .. ")"))
+  local port = {}
+  S.await(10000, function()
+    local f = io.open(portfile)
+    if not f then return false end
+    for line in f:lines() do
+      local mode, p = line:match("^(%S+) (%d+)$")
+      port[mode] = tonumber(p)
+    end
+    f:close()
+    return true
+  end)
+  teardown(function()
+    H.kill(child)
+    os.remove(portfile)
+  end)
+  local fds
+  setup(function()
+    assert(port.never, "the fault server did not start")
+    fds = H.fd_count()
+  end)
+
+  local function probe(mode, ready, timeout_ms)
+    return timed { port = port[mode], host = "127.0.0.1", ready = ready,
+                   timeout_ms = timeout_ms or 2000 }
+  end
+
+  it("is an error when the reply is cut short and the server closes", function()
+    for _, kind in ipairs { "http", "redis", "postgres" } do
+      local r, ms = probe("cut_" .. kind, kind)
+      assert.are.equal(nil, r[1], kind)
+      assert.are.equal("ECONNRESET", r[3], kind)
+      assert.matches("^receive 127%.0%.0%.1:%d+: connection closed by the server$", r[2])
+      assert.is_true(ms < 1000, kind .. " took " .. ms .. " ms")
+    end
+  end)
+
+  it("reads a reply that comes a byte at a time, within the budget", function()
+    for _, kind in ipairs { "http", "redis", "postgres" } do
+      assert.same({ n = 1, true }, (probe("bytes_" .. kind, kind)), kind)
+    end
+  end)
+
+  it("times out on a reply a byte at a time that the budget cannot hold", function()
+    local r, ms = probe("bytes_http", "http", 60)
+    assert.same({ nil, "ETIMEDOUT", "receive" }, { r[1], r[3], r[4] })
+    assert.is_true(ms >= 55 and ms < 500, "took " .. ms .. " ms")
+  end)
+
+  it("is EPROTO for a reply far too long, without reading it all", function()
+    for _, case in ipairs { { "long_line", "http" }, { "long_line", "redis" },
+                            { "long_postgres", "postgres" } } do
+      local r, ms = probe(case[1], case[2])
+      assert.are.equal(nil, r[1], case[2])
+      assert.are.equal("EPROTO", r[3], case[2])
+      assert.is_true(ms < 1000, case[2] .. " took " .. ms .. " ms")
+    end
+    local r = probe("long_line", "http")
+    assert.matches("protocol error %(a line longer than 8192 bytes%)$", r[2])
+  end)
+
+  it("times out within the attempt budget when the reply never comes", function()
+    for _, kind in ipairs { "http", "redis", "postgres" } do
+      local r, ms = probe("never", kind, 300)
+      assert.same({ nil, "ETIMEDOUT" }, { r[1], r[3] }, kind)
+      assert.are.equal("receive 127.0.0.1:" .. port.never .. ": timed out", r[2])
+      assert.is_true(ms >= 295 and ms < 800, kind .. " took " .. ms .. " ms")
+    end
+    local t0 = core.now()
+    local r = pack(tpu.wait_until_used { port = port.never, host = "127.0.0.1", ready = "redis",
+                                         attempt_ms = 200, timeout_ms = 500 })
+    local ms = core.now() - t0
+    assert.same({ n = 4, nil, "timeout", "receive 127.0.0.1:" .. port.never .. ": timed out",
+                  "ETIMEDOUT" }, r)
+    assert.is_true(ms >= 495 and ms < 1200, "took " .. ms .. " ms")
+  end)
+
+  it("is an error when the server resets", function()
+    for _, kind in ipairs { "http", "redis", "postgres" } do
+      local r = probe("reset", kind)
+      assert.are.equal(nil, r[1], kind)
+      assert.are.equal("ECONNRESET", r[3], kind)
+    end
+  end)
+
+  it("is EPROTO for a server that speaks another protocol", function()
+    for _, kind in ipairs { "http", "redis", "postgres" } do
+      local r = probe("banner", kind)
+      assert.are.equal("EPROTO", r[3], kind)
+    end
+    assert.matches('not an HTTP reply: "SSH%-2%.0%-OpenSSH_9%.2"%)$', probe("banner", "http")[2])
+  end)
+
+  it("runs your own exchange over the same stream", function()
+    local seen
+    local r = pack(tpu.check { port = port.banner, host = "127.0.0.1", ready = function(s)
+      local line, err, code = s:receive("*l")
+      if not line then return nil, err, code end
+      seen = line
+      return line:find("^SSH%-") ~= nil, line
+    end })
+    assert.same({ n = 1, true }, r)
+    assert.are.equal("SSH-2.0-OpenSSH_9.2", seen)
+    local function answer(...)
+      local v = pack(...)
+      return tpu.check { port = port.banner, host = "127.0.0.1", ready = function()
+        return (table.unpack or unpack)(v, 1, v.n)
+      end }
+    end
+    assert.same({ false, "not yet" }, { answer(false, "not yet") })
+    assert.same({ nil, "receive 127.0.0.1:" .. port.banner .. ": error EBANNER (bad banner)",
+                  "EBANNER", "receive" }, { answer(nil, "bad banner", "EBANNER") })
+    assert.has_error(function() answer("yes") end,
+      "the ready function must return true, false [, reason] or nil, err, code; it returned string yes")
+    assert.has_error(function()
+      tpu.check { port = port.banner, host = "127.0.0.1", ready = function() error("boom", 0) end }
+    end, "boom")
+    local r2 = pack(tpu.check { port = port.never, host = "127.0.0.1", timeout_ms = 100,
+      ready = function(s)
+        assert(s:send("hello\r\n"))
+        return s:receive(5)
+      end })
+    assert.same({ nil, "ETIMEDOUT", "receive" }, { r2[1], r2[3], r2[4] })
+  end)
+
+  it("never blocks a yielding wait: other coroutines run during the exchange", function()
+    local ticks, waiting = 0, true
+    local results = tpu.run(function()
+      local r = pack(tpu.wait_until_used { port = port.never, host = "127.0.0.1", ready = "http",
+                                           attempt_ms = 400, timeout_ms = 400 })
+      waiting = false
+      return r
+    end, function()
+      while waiting do
+        ticks = ticks + 1
+        coroutine.yield(10)
+      end
+    end)
+    assert.are.equal("timeout", results[1][1][2])
+    -- blocked in the exchange, the ticker would have had a tick or two
+    assert.is_true(ticks >= 10, ticks .. " ticks")
+  end)
+
+  it("left no descriptor behind", function()
+    assert.are.equal(fds, H.fd_count(), H.fd_list())
+  end)
+end)
+
+describe("unix = PATH", function()
+  local unix = require "socket.unix"
+  local dir = S.tmpdir("unix")
+  teardown(function() os.execute("rm -rf " .. dir) end)
+
+  it("is ENOENT where no socket file is, with or without ready", function()
+    local path = dir .. "/missing.sock"
+    assert.same({ nil, "connect " .. path .. ": no such file or directory", "ENOENT", "connect" },
+      { tpu.check { unix = path } })
+    assert.same({ nil, "connect " .. path .. ": no such file or directory", "ENOENT", "connect" },
+      { tpu.check { unix = path, ready = "redis" } })
+  end)
+
+  it("is false where the socket file has no listener, true where one listens", function()
+    local path = dir .. "/stale.sock"
+    local u = assert(unix())
+    assert(u:bind(path))
+    assert.is_false(tpu.check { unix = path })
+    assert(u:listen(4))
+    assert.is_true(tpu.check { unix = path })
+    u:close()
+    assert.is_false(tpu.check { unix = path, ready = "http" })
+    os.remove(path)
+  end)
+
+  it("waits for a socket file that appears later (ENOENT is retried)", function()
+    local path = dir .. "/later.sock"
+    local pid = H.spawn(H.lua_cmd(string.format(
+      "require('socket').sleep(0.3); local u = require('socket.unix')(); assert(u:bind(%q)); " ..
+      "assert(u:listen(4)); require('socket').sleep(20)", path)))
+    local ok, err = tpu.wait_until_used { unix = path, timeout_ms = 10000 }
+    H.kill(pid)
+    assert.is_true(ok, err)
+  end)
+
+  it("gives up at once on a path too long for a socket address", function()
+    local path = dir .. "/" .. ("x"):rep(200)
+    local t0 = core.now()
+    local r = pack(tpu.wait_until_used { unix = path, timeout_ms = 5000 })
+    assert.same({ nil, "ENAMETOOLONG" }, { r[1], r[3] })
+    assert.is_true(core.now() - t0 < 1000)
+  end)
+end)
+
+describe("a readiness probe that would connect to itself", function()
+  it("is refused (false), not ready or an error", function()
+    if not H.can_unshare() then
+      pending("needs unshare -n (a network namespace with one ephemeral port)")
+      return
+    end
+    -- the only ephemeral port is the port probed: nothing listens there,
+    -- and TCP's simultaneous open would connect the probe to itself
+    local out = H.lua_in_netns([[
+      local tpu = require "tcp_port_used"
+      print(tpu.check { port = 40000, host = "127.0.0.1", ready = "redis", timeout_ms = 300 })
+      print(tpu.check { port = 40000, host = "127.0.0.1", ready = function() return true end })
+    ]], "sysctl -qw net.ipv4.ip_local_port_range='40000 40000' && ")
+    assert.are.equal("false\nfalse\n", out)
+  end)
+end)

@@ -1,0 +1,254 @@
+--- Real servers for the specs, each in a throwaway directory under /tmp on
+-- a loopback port picked at run time, stopped by the spec that started
+-- it: PostgreSQL 15 (Debian's package, run as user postgres via runuser:
+-- it refuses root), redis-server and nginx. A start function returns the
+-- server, or nil and why it cannot run here (the spec is then pending).
+local tpu = require "tcp_port_used"
+local core = require "tcp_port_used.core"
+local H = require "helpers"
+
+local S = {}
+
+--- Polls until cond() holds or ms pass; returns whether it held.
+function S.await(ms, cond)
+  local deadline = core.now() + ms
+  while not cond() do
+    if core.now() > deadline then return false end
+    core.sleep(10)
+  end
+  return true
+end
+
+function S.log_lines(path)
+  local lines = {}
+  local f = io.open(path)
+  if not f then return lines end
+  for line in f:lines() do lines[#lines + 1] = line end
+  f:close()
+  return lines
+end
+
+--- The lines of the log at path after the first `base`.
+function S.lines_after(path, base)
+  local new = {}
+  for i, line in ipairs(S.log_lines(path)) do
+    if i > base then new[#new + 1] = line end
+  end
+  return new
+end
+
+local function logged(path, text)
+  for _, line in ipairs(S.log_lines(path)) do
+    if line:find(text, 1, true) then return true end
+  end
+  return false
+end
+S.logged = logged
+
+--- A fresh directory under /tmp that other users may enter (nginx's
+-- workers and postgres run as other users).
+function S.tmpdir(name)
+  local dir = H.run("mktemp -d /tmp/tpu-" .. name .. ".XXXXXX"):gsub("%s+$", "")
+  os.execute("chmod 755 " .. dir)
+  return dir
+end
+
+local function write(path, text)
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+end
+S.write = write
+
+local function slurp(path)
+  local f = io.open(path)
+  if not f then return "" end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local function gone(pid)
+  local r = os.execute("kill -0 " .. pid .. " 2>/dev/null")
+  return r ~= true and r ~= 0 -- 5.1 returns the status, 5.2+ true or nil
+end
+
+--- PostgreSQL -----------------------------------------------------------
+
+local PG = "/usr/lib/postgresql/15/bin/"
+
+--- A new cluster in a directory of its own (initdb, trust for everyone,
+-- superuser postgres), not started: { dir, data, log }.
+function S.pg_init(name)
+  local _, rc = H.run("[ \"$(id -u)\" = 0 ] && command -v runuser >/dev/null && id postgres >/dev/null 2>&1" ..
+    " && [ -x " .. PG .. "initdb ] && [ -x " .. PG .. "postgres ]")
+  if rc ~= 0 then
+    return nil, "needs Debian's postgresql 15, the postgres user, root and runuser"
+  end
+  local dir = S.tmpdir(name or "pg")
+  local pg = { dir = dir, data = dir .. "/data", log = dir .. "/log" }
+  local out, status = H.run("chown postgres " .. dir .. " && runuser -u postgres -- " .. PG ..
+    "initdb -D " .. pg.data .. " -A trust -U postgres -N --no-instructions 2>&1")
+  if status ~= 0 then
+    os.execute("rm -rf " .. dir)
+    return nil, "initdb failed: " .. out
+  end
+  return pg
+end
+
+--- A copy of the stopped cluster pg, for a standby: { dir, data, log }.
+function S.pg_copy(pg, name)
+  local dir = S.tmpdir(name or "pg")
+  local copy = { dir = dir, data = dir .. "/data", log = dir .. "/log" }
+  os.execute("chown postgres " .. dir .. " && cp -a " .. pg.data .. " " .. copy.data)
+  return copy
+end
+
+--- Runs shell text as user postgres.
+function S.as_postgres(cmd)
+  return H.run("runuser -u postgres -- sh -c " .. H.quote(cmd) .. " 2>&1")
+end
+
+--- Starts the cluster pg on a free port, its Unix socket in pg.dir, with
+-- extra "-c name=value" settings; returns pg (port, pid, socket) once it
+-- listens, or nil and why. ready_line: the log line to await as well
+-- (default "ready to accept connections"; false: none).
+function S.pg_start(pg, settings, ready_line)
+  pg.port = H.free_port()
+  pg.socket = pg.dir .. "/.s.PGSQL." .. pg.port
+  local extra = {}
+  for k, v in pairs(settings or {}) do extra[#extra + 1] = "-c " .. k .. "=" .. v end
+  pg.spawned = H.spawn(string.format(
+    "runuser -u postgres -- %spostgres -D %s -k %s -c listen_addresses=127.0.0.1 -p %d" ..
+    " -c logging_collector=off %s 2>>%s", PG, pg.data, pg.dir, pg.port, table.concat(extra, " "),
+    pg.log))
+  -- listen mode tells when it listens (no connection, nothing logged); the
+  -- log tells when it is done starting up
+  pg.listening = tpu.wait_until_used { port = pg.port, host = "127.0.0.1", mode = "listen",
+                                       timeout_ms = 30000 }
+  local line = ready_line == nil and "ready to accept connections" or ready_line
+  local up = pg.listening and (not line or S.await(30000, function() return logged(pg.log, line) end))
+  pg.pid = tonumber(slurp(pg.data .. "/postmaster.pid"):match("^(%d+)"))
+  if not up or not pg.pid then
+    local log = slurp(pg.log)
+    S.pg_stop(pg)
+    return nil, "postgres did not start: " .. log
+  end
+  return pg
+end
+
+--- Stops the cluster (if it runs) and removes its directory; returns
+-- whether its port was seen free.
+function S.pg_stop(pg)
+  local ok = true
+  if pg.pid then
+    os.execute("kill -INT " .. pg.pid)
+    ok = tpu.wait_until_free { port = pg.port, host = "127.0.0.1", mode = "listen", timeout_ms = 30000 }
+    S.await(30000, function() return gone(pg.pid) end)
+  end
+  if pg.spawned then H.kill(pg.spawned) end
+  os.execute("rm -rf " .. pg.dir)
+  return ok
+end
+
+--- redis-server -----------------------------------------------------------
+
+local REDIS = "/usr/bin/redis-server"
+
+--- Starts redis-server on a free loopback port in a directory of its own
+-- (dir: reuse one, as a restart over a saved data set does), with extra
+-- "--name value" arguments; returns { port, dir, log, pid } once it
+-- listens, and, unless wait_ready is false, once it has loaded its data.
+function S.redis_start(extra, dir, wait_ready)
+  local f = io.open(REDIS)
+  if not f then return nil, "needs redis-server (scripts/deps.sh installs it)" end
+  f:close()
+  local r = { dir = dir or S.tmpdir("redis"), port = H.free_port() }
+  r.log = r.dir .. "/log"
+  os.execute("rm -f " .. r.log)
+  r.spawned = H.spawn(string.format("exec %s --port %d --bind 127.0.0.1 --dir %s --logfile %s" ..
+    " --save '' --appendonly no --daemonize no %s", REDIS, r.port, r.dir, r.log, extra or ""))
+  local listening = tpu.wait_until_used { port = r.port, host = "127.0.0.1", mode = "listen",
+                                          timeout_ms = 20000 }
+  local up = listening and (wait_ready == false or S.await(20000, function()
+    return logged(r.log, "Ready to accept connections")
+  end))
+  if not up then
+    local log = slurp(r.log)
+    S.redis_stop(r, true)
+    return nil, "redis-server did not start: " .. log
+  end
+  return r
+end
+
+function S.redis_stop(r, keep_dir)
+  H.kill(r.spawned)
+  tpu.wait_until_free { port = r.port, host = "127.0.0.1", mode = "listen", timeout_ms = 20000 }
+  if not keep_dir then os.execute("rm -rf " .. r.dir) end
+end
+
+--- One command to a redis-server in RESP, its reply line (for setting
+-- a data set up; the probes under test never use this).
+function S.redis_command(port, ...)
+  local socket = require "socket"
+  local c = assert(socket.connect("127.0.0.1", port))
+  c:settimeout(30)
+  local parts = { "*" .. select("#", ...) }
+  for i = 1, select("#", ...) do
+    local a = tostring((select(i, ...)))
+    parts[#parts + 1] = "$" .. #a
+    parts[#parts + 1] = a
+  end
+  assert(c:send(table.concat(parts, "\r\n") .. "\r\n"))
+  local line = c:receive("*l")
+  c:close()
+  return line
+end
+
+--- nginx --------------------------------------------------------------------
+
+local NGINX = "/usr/sbin/nginx"
+
+--- Starts nginx with conf (a template whose ${NAME} are filled from vars
+-- plus PREFIX and PORT, a free port) in a prefix of its own; returns
+-- { prefix, port, pid } once it answers, or nil and why.
+function S.nginx_start(conf, vars)
+  local f = io.open(NGINX)
+  if not f then return nil, "needs nginx (scripts/deps.sh installs nginx-light)" end
+  f:close()
+  local n = { prefix = S.tmpdir("nginx"), port = H.free_port() }
+  os.execute("mkdir -p " .. n.prefix .. "/logs " .. n.prefix .. "/tmp " .. n.prefix .. "/html")
+  local all = { PREFIX = n.prefix, PORT = n.port }
+  for k, v in pairs(vars or {}) do all[k] = v end
+  write(n.prefix .. "/nginx.conf", (conf:gsub("%${([%w_]+)}", function(k)
+    return tostring(assert(all[k], k))
+  end)))
+  n.spawned = H.spawn(string.format("exec %s -p %s/ -c %s/nginx.conf -e %s/logs/error.log" ..
+    " -g 'daemon off;' 2>%s/stderr.log", NGINX, n.prefix, n.prefix, n.prefix, n.prefix))
+  local up = tpu.wait_until_used { port = n.port, host = "127.0.0.1", mode = "listen",
+                                   timeout_ms = 20000 }
+  if up then
+    -- nginx listens before it writes its pid file
+    up = S.await(20000, function()
+      n.pid = tonumber(slurp(n.prefix .. "/logs/nginx.pid"))
+      return n.pid ~= nil
+    end)
+  end
+  if not up then
+    local why = slurp(n.prefix .. "/stderr.log") .. slurp(n.prefix .. "/logs/error.log")
+    S.nginx_stop(n)
+    return nil, "nginx did not start: " .. why
+  end
+  return n
+end
+
+function S.nginx_stop(n)
+  if n.pid then
+    os.execute("kill -QUIT " .. n.pid .. " 2>/dev/null")
+    S.await(20000, function() return gone(n.pid) end)
+  end
+  H.kill(n.spawned)
+  os.execute("rm -rf " .. n.prefix)
+end
+
+return S
