@@ -19,7 +19,8 @@ policy.clock(now)
 local probe = require("tcp_port_used.probe")(transport)
 
 --- check(port [, host]) or check{ port, host, timeout_ms, mode, close,
--- proto }: true (in use), false (free) or nil, err, code.
+-- proto, ready, path, status, user, database, unix }: true (in use, or
+-- ready), false [, reason] (free, or not ready) or nil, err, code.
 -- The options of the core's check: one table, refilled by each call (a
 -- check never yields, so no two calls share it at once).
 local check_options = {}
@@ -27,8 +28,10 @@ local check_options = {}
 function M.check(a, b)
   local o = args.check("check", a, b, check_options)
   local r, err, code = probe(o, o.port, o.timeout_ms, nil)
-  if r == nil then return nil, err, code end -- verdict.public, inlined
-  return r
+  -- verdict.public, inlined: the reason of a server not ready stays
+  if r == nil then return nil, err, code end
+  if err == nil then return r end
+  return r, err
 end
 
 local function wait(fname, o)
