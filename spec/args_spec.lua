@@ -177,12 +177,12 @@ describe("bad arguments", function()
     raises("bad argument #1 to 'wait_until_used' (unix excludes port and ports",
       tpu.wait_until_used, { ports = { 80 }, unix = "/x.sock" })
     -- raised at the caller, as every argument error
-    local ok, err = pcall(function() tpu.check { port = 80, ready = "mysql" } end)
+    local ok, err, _ = pcall(function() tpu.check { port = 80, ready = "mysql" } end)
     assert.is_false(ok)
     assert.matches("^spec/args_spec%.lua:%d+: bad argument #1 to 'check'", err)
-    ok, err = pcall(function() tpu.check { port = 80, ready = "http", status = { 1 } } end)
+    _, err = pcall(function() tpu.check { port = 80, ready = "http", status = { 1 } } end)
     assert.matches("^spec/args_spec%.lua:%d+: bad argument #1 to 'check' %(status%[1%]", err)
-    ok, err = pcall(function() tpu.wait_until_used { port = 80, ready = "http", path = "/", user = "" } end)
+    _, err = pcall(function() tpu.wait_until_used { port = 80, ready = "http", path = "/", user = "" } end)
     assert.matches("^spec/args_spec%.lua:%d+: bad argument #1 to 'wait_until_used' %(user needs", err)
   end)
 

@@ -205,6 +205,30 @@ describe("tcp_port_used.uv in Neovim", function()
     end)
   end
 
+  it("asks a real redis-server if it is ready, over TCP and its socket, with and without the core", function()
+    local r, why = require("servers").redis_start("--unixsocket %DIR%/redis.sock --unixsocketperm 777")
+    if not r then return pending(why) end
+    finally(function() require("servers").redis_stop(r) end)
+    local script = PRELUDE .. string.format([[
+      say("core", ad.has_core)
+      say("blocking", ad.check { port = %d, host = "127.0.0.1", ready = "redis" },
+        ad.check { unix = %q, ready = "redis" }, ad.check { port = %d, ready = "http" })
+      local got
+      ad.on_used({ unix = %q, ready = "redis" }, function(ok, err) got = { ok, err } end)
+      vim.wait(10000, function() return got ~= nil end, 10)
+      say("callback", got[1], got[2])
+      ticker:close()
+    ]], r.port, r.dir .. "/redis.sock", r.port, r.dir .. "/redis.sock")
+    for _, without_core in ipairs { false, true } do
+      local out, rc = nvim(script, without_core)
+      assert.equals(0, rc, out)
+      assert.matches("core " .. tostring(not without_core) .. "\n", out)
+      assert.matches("blocking true true nil receive 127.0.0.1:" .. r.port ..
+        ": connection closed by the server ECONNRESET\n", out, 1, true)
+      assert.matches("callback true nil\n", out, 1, true)
+    end
+  end)
+
   it("refuses to block inside a luv callback (a fast event)", function()
     local out, rc = nvim(PRELUDE .. [[
       local res

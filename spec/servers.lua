@@ -157,7 +157,7 @@ local REDIS = "/usr/bin/redis-server"
 
 --- Starts redis-server on a free loopback port in a directory of its own
 -- (dir: reuse one, as a restart over a saved data set does), with extra
--- "--name value" arguments; returns { port, dir, log, pid } once it
+-- "--name value" arguments (%DIR% in them: the directory); returns { port, dir, log, pid } once it
 -- listens, and, unless wait_ready is false, once it has loaded its data.
 function S.redis_start(extra, dir, wait_ready)
   local f = io.open(REDIS)
@@ -165,9 +165,10 @@ function S.redis_start(extra, dir, wait_ready)
   f:close()
   local r = { dir = dir or S.tmpdir("redis"), port = H.free_port() }
   r.log = r.dir .. "/log"
+  extra = (extra or ""):gsub("%%DIR%%", r.dir)
   os.execute("rm -f " .. r.log)
   r.spawned = H.spawn(string.format("exec %s --port %d --bind 127.0.0.1 --dir %s --logfile %s" ..
-    " --save '' --appendonly no --daemonize no %s", REDIS, r.port, r.dir, r.log, extra or ""))
+    " --save '' --appendonly no --daemonize no %s", REDIS, r.port, r.dir, r.log, extra))
   local listening = tpu.wait_until_used { port = r.port, host = "127.0.0.1", mode = "listen",
                                           timeout_ms = 20000 }
   local up = listening and (wait_ready == false or S.await(20000, function()

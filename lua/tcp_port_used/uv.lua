@@ -208,6 +208,13 @@ local probe = require("tcp_port_used.probe") {
   -- a kernel query in C that never waits on the network
   listen = has_core and require("tcp_port_used.listen").outcomes or nil,
   ipv6 = uvt.ipv6,
+  resolve = function(host)
+    return await(function(done) uvt.resolve(host, done) end)
+  end,
+  open = function(address, port, unix, deadline)
+    return uvt.open(address, port, unix, deadline, await)
+  end,
+  now = now,
 }
 
 local LUV_MODES = { connect = true, bind = true, any = true }
@@ -228,7 +235,7 @@ end
 --- Public API --------------------------------------------------------------
 
 --- check(port [, host]) or check{ port, host, timeout_ms, mode, close,
--- proto }.
+-- proto, ready, path, status, user, database, unix }.
 function M.check(a, b)
   local o = args.check("check", a, b)
   needs_core("check", o)

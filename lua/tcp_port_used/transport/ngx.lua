@@ -9,9 +9,13 @@
 -- only by binding it or asking the kernel, neither of which waits), and
 -- connects that must close with a reset (cosockets cannot), go through
 -- the core too. It reports outcomes and decides nothing.
+-- The streams of readiness exchanges follow the same rule: cosockets to
+-- other machines and to Unix-domain sockets ("unix:/path"), the core's
+-- stream (polled between ngx.sleep calls) to this machine's addresses.
 -- luacheck: read globals ngx
 local core = require "tcp_port_used.core"
 local core_transport = require "tcp_port_used.transport.core"
+local stream = require "tcp_port_used.transport.stream"
 
 local M = {}
 
@@ -38,6 +42,10 @@ local CODES = {
   ["no buffer space available"] = "ENOBUFS",
   ["connection reset by peer"] = "ECONNRESET",
   ["no memory"] = "ENOMEM",
+  ["no such file or directory"] = "ENOENT",
+  ["broken pipe"] = "EPIPE",
+  -- a read or write after the peer closed
+  ["closed"] = "ECONNRESET",
 }
 
 -- One cosocket connect: true, false (refused) or a code.
@@ -82,6 +90,85 @@ function M.connect(host, port, budget, close, sleep)
   return unpack(out)
 end
 
+--- Streams ---------------------------------------------------------------
+
+-- The time left before deadline, for settimeout; nil once it has passed.
+local function left_ms(deadline)
+  local left = deadline - now()
+  if left <= 0 then return nil end
+  return max(1, ceil(left))
+end
+
+local function code_of(err)
+  local code = CODES[err]
+  if code == nil then return "EUNKNOWN" end
+  return code
+end
+
+local Cosocket = stream.class {
+  _read = function(self)
+    local ms = left_ms(self.deadline)
+    if not ms then return nil, "ETIMEDOUT" end
+    local sock = self.sock
+    sock:settimeout(ms)
+    local data, err = sock:receiveany(8192)
+    if data then return data end
+    if err == "closed" then return "" end
+    return nil, code_of(err)
+  end,
+  _write = function(self, data)
+    local ms = left_ms(self.deadline)
+    if not ms then return nil, "ETIMEDOUT" end
+    local sock = self.sock
+    sock:settimeout(ms)
+    local ok, err = sock:send(data)
+    if ok then return true end
+    return nil, code_of(err)
+  end,
+  -- (a cosocket has no SO_LINGER: a stream that must reset is the core's)
+  _close = function(self) self.sock:close() end,
+}
+
+-- Whether each address resolve() gave is one of this machine's.
+local is_local = {}
+
+--- resolve(host): the address literals to try, or nil, code.
+function M.resolve(host)
+  local r = pack(local_addresses(host))
+  if r[1] == nil then return nil, r[2] end
+  local list = {}
+  for i = 1, r.n, 2 do
+    is_local[r[i + 1]] = r[i] == true
+    list[#list + 1] = r[i + 1]
+  end
+  return list
+end
+
+--- open(address, port, unix, deadline, sleep): a stream (see probe.lua).
+-- Without a sleep (init, init_worker) the core's stream blocks for at
+-- most the time left, as those phases allow.
+function M.open(address, port, unix, deadline, sleep)
+  if not sleep or (not unix and (is_local[address] ~= false)) then
+    return core_transport.open(address, port, unix, deadline, sleep)
+  end
+  local ms = left_ms(deadline)
+  if not ms then return nil, "ETIMEDOUT" end
+  local sock = ngx.socket.tcp()
+  sock:settimeout(ms)
+  local ok, err
+  if unix then
+    ok, err = sock:connect("unix:" .. unix)
+  else
+    ok, err = sock:connect(address:find(":", 1, true) and "[" .. address .. "]" or address, port)
+  end
+  if not ok then
+    if err == "connection refused" then return nil, false end
+    return nil, code_of(err)
+  end
+  return stream.new(Cosocket, { sock = sock, deadline = deadline })
+end
+
+M.now = now
 M.bind = core_transport.bind
 M.listen = core_transport.listen
 M.ipv6 = core.ipv6

@@ -2,8 +2,11 @@
 -- handles, and UDP handles for UDP bind probes), so that it works where
 -- the C core was never built. It reports outcomes
 -- (see verdict.lua) to a callback and decides nothing; tcp_port_used.uv
--- turns the callbacks into awaits and runs probe.lua over them.
+-- turns the callbacks into awaits and runs probe.lua over them. The
+-- streams of readiness exchanges are TCP handles and pipes read with
+-- read_start, suspended in the adapter's await while the loop runs.
 local hosts = require "tcp_port_used.hosts"
+local stream = require "tcp_port_used.transport.stream"
 
 --- Returns the transport for luv module uv and clock now (ms).
 return function(uv, now)
@@ -219,6 +222,98 @@ return function(uv, now)
       end
       done(unpack(out))
     end)
+  end
+
+  --- Streams ---------------------------------------------------------------
+
+  -- Runs start(finish, timer) under a timer that ends it with ETIMEDOUT at
+  -- deadline, through await (the adapter's: it suspends the coroutine
+  -- until finish is called). libuv runs due timers before it polls for
+  -- I/O, so an expired timer first gives I/O one more poll (1 ms).
+  local function bounded(await, deadline, start)
+    return await(function(done)
+      local timer, finished, looked = uv.new_timer(), false, false
+      local function finish(...)
+        if finished then return end
+        finished = true
+        timer:close()
+        done(...)
+      end
+      local function expire()
+        if not looked then
+          looked = true
+          return start_timer(timer, 1, expire)
+        end
+        finish(nil, "ETIMEDOUT")
+      end
+      start_timer(timer, max(deadline - now(), 0), expire)
+      start(finish)
+    end)
+  end
+
+  local Stream = stream.class {
+    -- one read_start per read, stopped at the first chunk: nothing is
+    -- read ahead of what the exchange asks for
+    _read = function(self)
+      local h = self.h
+      local data, code = bounded(self.await, self.deadline, function(finish)
+        local ok, _, err = h:read_start(function(e, chunk)
+          if e then return finish(nil, code_of(e)) end
+          finish(chunk or "")
+        end)
+        if not ok then finish(nil, code_of(err)) end
+      end)
+      h:read_stop()
+      return data, code
+    end,
+    _write = function(self, data)
+      return bounded(self.await, self.deadline, function(finish)
+        local req, _, err = self.h:write(data, function(e)
+          if e then return finish(nil, code_of(e)) end
+          finish(true)
+        end)
+        if not req then finish(nil, code_of(err)) end
+      end)
+    end,
+    _close = function(self, how)
+      local h = self.h
+      if h:is_closing() then return end
+      if how == "reset" then close_reset(h) else h:close() end
+    end,
+  }
+
+  --- open(address, port, unix, deadline, await): a stream connected to
+  -- address:port (a TCP handle) or to the Unix-domain socket at path unix
+  -- (a pipe); else nil and false (refused) or a code. await is the
+  -- adapter's (see bounded).
+  function T.open(address, port, unix, deadline, await)
+    local h, herr, _
+    if unix then h, _, herr = uv.new_pipe(false) else h, _, herr = uv.new_tcp() end
+    if not h then return nil, code_of(herr) end
+    local state = bounded(await, deadline, function(finish)
+      local function connected(err)
+        if err then return finish(code_of(err)) end
+        if not unix and self_connected(h) then
+          close_reset(h)
+          return finish(false)
+        end
+        finish(true)
+      end
+      local req, _, err
+      if unix then
+        req, _, err = h:connect(unix, connected)
+      else
+        req, _, err = h:connect(address, port, connected)
+      end
+      if not req then finish(code_of(err)) end
+    end)
+    if state ~= true then
+      if not h:is_closing() then h:close() end
+      if state == nil then return nil, "ETIMEDOUT" end
+      if state == "ECONNREFUSED" then return nil, false end
+      return nil, state
+    end
+    return stream.new(Stream, { h = h, await = await, deadline = deadline })
   end
 
   T.now = now

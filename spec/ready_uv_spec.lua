@@ -1,0 +1,144 @@
+-- Readiness through tcp_port_used.uv on plain luv: the same exchanges over
+-- luv TCP handles and pipes (read_start), never blocking the loop, with
+-- and without the C core, against a real redis-server (TCP and its Unix
+-- socket), a real nginx (spec/nginx/ready.conf), and servers that
+-- misbehave (spec/fault_server.lua). Each answer is the core's.
+local H = require "helpers"
+local S = require "servers"
+
+local has_luv = pcall(require, "tcp_port_used.uv")
+
+local function slurp(path)
+  local f = assert(io.open(path))
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local function pack(...)
+  return { n = select("#", ...), ... }
+end
+
+describe("readiness through tcp_port_used.uv on luv", function()
+  if not has_luv then
+    pending("luv is not installed for this runtime")
+    return
+  end
+  local uv = require "luv"
+  local ad = require "tcp_port_used.uv"
+  local tpu = require "tcp_port_used"
+  local redis, why = S.redis_start("--unixsocket %DIR%/redis.sock --unixsocketperm 777")
+  if not redis then
+    pending(why)
+    return
+  end
+  local n
+  n, why = S.nginx_start(slurp(H.root .. "/spec/nginx/ready.conf"))
+  if not n then
+    S.redis_stop(redis)
+    pending(why)
+    return
+  end
+  local portfile = os.tmpname()
+  os.remove(portfile)
+  local child = H.spawn(H.lua_cmd("arg = { [1] = " .. string.format("%q", portfile) .. " } " ..
+    "dofile(" .. string.format("%q", H.root .. "/spec/fault_server.lua") .. ")"))
+  local fault = {}
+  S.await(10000, function()
+    local f = io.open(portfile)
+    if not f then return false end
+    for line in f:lines() do
+      local mode, p = line:match("^(%S+) (%d+)$")
+      fault[mode] = tonumber(p)
+    end
+    f:close()
+    return true
+  end)
+  teardown(function()
+    H.kill(child)
+    os.remove(portfile)
+    S.nginx_stop(n)
+    S.redis_stop(redis)
+  end)
+  after_each(function() uv.run("nowait") end)
+
+  it("answers as the core does, over TCP handles and pipes", function()
+    local sock = redis.dir .. "/redis.sock"
+    local cases = {
+      { port = redis.port, host = "127.0.0.1", ready = "redis" },
+      { port = redis.port, ready = "redis" },
+      { port = redis.port, host = "localhost", ready = "redis" },
+      { port = redis.port, host = "127.0.0.1", ready = "http" },
+      { port = n.port, host = "127.0.0.1", ready = "http", path = "/healthz" },
+      { port = n.port, host = "127.0.0.1", ready = "http", path = "/no-content", status = { 200 } },
+      { port = n.port, host = "127.0.0.1", ready = "redis" },
+      { port = n.port, host = "127.0.0.1", ready = "postgres" },
+      { unix = sock, ready = "redis" },
+      { unix = sock },
+      { unix = redis.dir .. "/missing.sock", ready = "redis" },
+      { port = fault.cut_postgres, host = "127.0.0.1", ready = "postgres" },
+      { port = fault.bytes_postgres, host = "127.0.0.1", ready = "postgres" },
+      { port = fault.long_line, host = "127.0.0.1", ready = "http" },
+      { port = fault.reset, host = "127.0.0.1", ready = "redis" },
+      { port = fault.never, host = "127.0.0.1", ready = "http", timeout_ms = 200 },
+    }
+    for i, o in ipairs(cases) do
+      assert.same(pack(tpu.check(o)), pack(ad.check(o)), "case " .. i)
+    end
+    assert.same({ n = 2, false, "status 503" }, pack(ad.check(cases[5])))
+  end)
+
+  it("never blocks the loop during an exchange", function()
+    local ticks = 0
+    local t = uv.new_timer()
+    t:start(5, 5, function() ticks = ticks + 1 end)
+    local got
+    ad.on_used({ port = fault.never, host = "127.0.0.1", ready = "redis", attempt_ms = 300,
+                 timeout_ms = 300 }, function(...) got = pack(...) end)
+    while not got do uv.run("once") end
+    t:close()
+    assert.same({ n = 4, nil, "timeout", "receive 127.0.0.1:" .. fault.never .. ": timed out",
+                  "ETIMEDOUT" }, got)
+    assert.is_true(ticks >= 30, ticks .. " ticks")
+  end)
+
+  it("waits in a coroutine until the health route turns 200", function()
+    os.remove(n.prefix .. "/up")
+    local got
+    coroutine.wrap(function()
+      got = pack(ad.wait_until_used { port = n.port, host = "127.0.0.1", ready = "http",
+                                      path = "/healthz", timeout_ms = 20000 })
+    end)()
+    local t = uv.new_timer()
+    t:start(300, 0, function()
+      t:close()
+      S.write(n.prefix .. "/up", "")
+    end)
+    while not got do uv.run("once") end
+    assert.same({ n = 1, true }, got)
+  end)
+
+  it("leaves no descriptor behind", function()
+    local before = H.fd_count()
+    for _ = 1, 20 do
+      ad.check { port = redis.port, host = "127.0.0.1", ready = "redis" }
+      ad.check { unix = redis.dir .. "/redis.sock", ready = "redis" }
+      ad.check { port = fault.long_line, host = "127.0.0.1", ready = "http" }
+    end
+    uv.run("nowait")
+    assert.are.equal(before, H.fd_count())
+  end)
+
+  it("works where the C core was never built", function()
+    local out, rc = H.run(H.lua_cmd(string.format([[
+      package.preload["tcp_port_used.core"] = function() error("not built here") end
+      local ad = require "tcp_port_used.uv"
+      print("core", ad.has_core)
+      print("tcp", ad.check { port = %d, host = "127.0.0.1", ready = "redis" })
+      print("pipe", ad.check { unix = %q, ready = "redis" })
+      print("http", ad.check { port = %d, host = "127.0.0.1", ready = "http", path = "/teapot" })
+    ]], redis.port, redis.dir .. "/redis.sock", n.port)) .. " 2>&1")
+    assert.equals(0, rc, out)
+    assert.equals("core\tfalse\ntcp\ttrue\npipe\ttrue\nhttp\tfalse\tstatus 418\n", out)
+  end)
+end)
