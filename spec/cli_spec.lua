@@ -410,4 +410,110 @@ describe("tcp-port-used (CLI)", function()
       }, got)
     end)
   end)
+
+  describe("readiness", function()
+    local S = require "servers"
+    local redis, why = S.redis_start("--unixsocket %DIR%/redis.sock --unixsocketperm 777")
+    if not redis then
+      pending(why)
+      return
+    end
+    local f = assert(io.open(H.root .. "/spec/nginx/ready.conf"))
+    local n
+    n, why = S.nginx_start(f:read("*a"))
+    f:close()
+    if not n then
+      S.redis_stop(redis)
+      pending(why)
+      return
+    end
+    teardown(function()
+      S.nginx_stop(n)
+      S.redis_stop(redis)
+    end)
+    local R, N = "127.0.0.1:" .. redis.port, "127.0.0.1:" .. n.port
+
+    it("checks URLs: ready exits 0, not ready 1 with the reason", function()
+      os.remove(n.prefix .. "/up")
+      local cases = {
+        { "redis://" .. R, 0, "redis://" .. R .. " ready\n" },
+        { "tcp://" .. R, 0, "tcp://" .. R .. " in use\n" },
+        { R .. " --ready redis", 0, R .. " ready\n" },
+        { "unix:" .. redis.dir .. "/redis.sock --ready redis", 0,
+          "unix:" .. redis.dir .. "/redis.sock ready\n" },
+        { "unix:" .. redis.dir .. "/redis.sock", 0, "unix:" .. redis.dir .. "/redis.sock in use\n" },
+        { "http://" .. N .. "/healthz", 1, "http://" .. N .. "/healthz not ready (status 503)\n" },
+        { "http://" .. N .. "/healthz --status 503", 0, "http://" .. N .. "/healthz ready\n" },
+        { "http://" .. N .. "/no-content --status 200,201", 1,
+          "http://" .. N .. "/no-content not ready (status 204)\n" },
+        { N .. " --ready http --status 2xx", 1, N .. " not ready (status 403)\n" },
+        { "redis://127.0.0.1:" .. r.port, 1, "redis://127.0.0.1:" .. r.port ..
+          " not ready (nothing listens)\n" },
+      }
+      for _, c in ipairs(cases) do
+        local out, err, rc = cli("check " .. c[1])
+        assert.equals(c[2], rc, c[1] .. ": " .. err)
+        assert.equals(c[3], out, c[1])
+      end
+      local out, err, rc = cli("check redis://" .. N)
+      assert.equals(2, rc)
+      assert.equals("", out)
+      assert.matches("receive " .. N .. ": protocol error (not a Redis reply", err, 1, true)
+    end)
+
+    it("waits for several URLs, then runs the command", function()
+      os.remove(n.prefix .. "/up")
+      H.spawn("sleep 0.3; touch " .. n.prefix .. "/up")
+      local out, err, rc = cli("wait-used redis://" .. R .. " http://" .. N .. "/healthz" ..
+        " unix:" .. redis.dir .. "/redis.sock --ready redis --timeout 20s -- echo serving")
+      assert.equals(0, rc, err)
+      assert.equals("serving\n", out)
+      assert.matches("waiting up to 20 s for redis://" .. R .. ", http://" .. N .. "/healthz and unix:" ..
+        redis.dir .. "/redis.sock to be ready", err, 1, true)
+    end)
+
+    it("says the last answer when it times out", function()
+      os.remove(n.prefix .. "/up")
+      local _, err, rc = cli("wait-used http://" .. N .. "/healthz --timeout 300ms")
+      assert.equals(1, rc)
+      assert.matches("timed out after %d+ ms waiting for http://" .. N:gsub("%.", "%%.") ..
+        "/healthz to be ready %(last answer: status 503%)", err)
+    end)
+
+    it("sends a PostgreSQL URL's user and database, never its password", function()
+      local out, _, rc = cli("check 'postgres://app:secret@127.0.0.1:" .. l.port ..
+        "/orders%2Fdb' --timeout 300ms")
+      assert.equals(2, rc)
+      assert.equals("", out)
+      local c = assert(l.sock:accept())
+      c:settimeout(5)
+      local head = assert(c:receive(4))
+      local len = ((head:byte(1) * 256 + head:byte(2)) * 256 + head:byte(3)) * 256 + head:byte(4)
+      local body = assert(c:receive(len - 4))
+      c:close()
+      assert.equals("\0\3\0\0user\0app\0database\0orders/db\0application_name\0tcp-port-used\0\0", body)
+    end)
+
+    it("takes default ports and brackets in URLs, and rejects what it cannot use", function()
+      for _, c in ipairs {
+        { "check ftp://db", "unknown scheme 'ftp'" },
+        { "check https://db/", "unknown scheme 'https'" },
+        { "check tcp://db", "the port in 'tcp://db' must be a port number" },
+        { "check tcp://db:5/x", "tcp:// takes HOST:PORT only" },
+        { "check http://:80/", "empty host in 'http://:80/'" },
+        { "check redis://::1", "put an IPv6 address in brackets" },
+        { "check redis://db:99999", "the port in 'redis://db:99999' must be a port number" },
+        { "check " .. R .. " --status 200", "--status needs an HTTP resource or --ready http" },
+        { "check " .. R .. " --ready mysql", "ready must be one of http, redis, postgres" },
+        { "check http://" .. N .. "/ --status 2yy", "status must be an HTTP status" },
+        { "check http://" .. N .. "/ --mode listen", 'mode must be "connect" with ready' },
+        { "check redis://" .. R .. " localhost", "give the host once" },
+      } do
+        local out, err, rc = cli(c[1])
+        assert.equals(2, rc, c[1])
+        assert.equals("", out)
+        assert.matches(c[2], err, 1, true)
+      end
+    end)
+  end)
 end)
