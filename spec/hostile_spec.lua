@@ -147,6 +147,9 @@ describe("hostile input", function()
         "wait-used", "check", "bogus", "--bogus", "check 80 --timeout", "find-free --from 0",
         "find-free --from 70000", "who 0", "wait-used 80 --", "check --udp 80 --mode connect",
         "wait-free --udp 80 --mode any", "who --udp 0", "check --udp",
+        "check " .. H.quote("http://" .. ("h"):rep(100 * 1024) .. "/"), "check postgres://",
+        "check unix:", "check 'redis://[::1'", "check 'http://a/' --status " .. ("9"):rep(5000),
+        "check 80 --ready " .. ("x"):rep(5000), "check --udp redis://127.0.0.1:1",
       } do
         local out, err, rc = cli(argstr)
         assert.equals(2, rc, argstr .. " -> " .. tostring(rc) .. " " .. out .. err)
