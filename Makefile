@@ -117,9 +117,10 @@ install: core
 	install -d $(DESTDIR)$(LIBDIR)/tcp_port_used $(DESTDIR)$(LUADIR)/tcp_port_used
 	install -m 755 tcp_port_used/core.so $(DESTDIR)$(LIBDIR)/tcp_port_used/core.so
 	install -m 755 tcp_port_used/exec.so $(DESTDIR)$(LIBDIR)/tcp_port_used/exec.so
-	install -d $(DESTDIR)$(LUADIR)/tcp_port_used/transport
+	install -d $(DESTDIR)$(LUADIR)/tcp_port_used/transport $(DESTDIR)$(LUADIR)/tcp_port_used/ready
 	install -m 644 lua/tcp_port_used/*.lua $(DESTDIR)$(LUADIR)/tcp_port_used/
 	install -m 644 lua/tcp_port_used/transport/*.lua $(DESTDIR)$(LUADIR)/tcp_port_used/transport/
+	install -m 644 lua/tcp_port_used/ready/*.lua $(DESTDIR)$(LUADIR)/tcp_port_used/ready/
 	install -d $(DESTDIR)$(BINDIR)
 	install -m 755 bin/tcp-port-used $(DESTDIR)$(BINDIR)/tcp-port-used
 

@@ -63,6 +63,9 @@ describe("ready = \"postgres\" against real PostgreSQL 15 clusters", function()
     ["TCP, scram-sha-256"] = { port = pg.port, host = "127.0.0.1", ready = "postgres",
                                user = "prober", database = "postgres" },
     ["Unix socket, trust"] = { unix = pg.socket, ready = "postgres" },
+    -- a password method asks before it looks the role up
+    ["TCP, scram-sha-256, a role that does not exist"] = { port = pg.port, host = "127.0.0.1",
+      ready = "postgres", user = "nobody_there" },
   }
 
   it("is ready with trust and scram-sha-256, over TCP and over the Unix socket", function()
@@ -102,6 +105,10 @@ describe("ready = \"postgres\" against real PostgreSQL 15 clusters", function()
     assert.same({ false, "the database system is not accepting connections" },
       { tpu.check { unix = standby.socket, ready = "postgres" } })
     assert.is_true(tpu.check { port = standby.port, host = "127.0.0.1" })
+    -- the server logs each refusal itself (what the README says)
+    assert.is_true(S.await(10000, function()
+      return S.logged(standby.log, "FATAL:  the database system is not accepting connections")
+    end))
     assert.same({ nil, "timeout", "the database system is not accepting connections" },
       { tpu.wait_until_used { port = standby.port, host = "127.0.0.1", ready = "postgres",
                               timeout_ms = 300 } })

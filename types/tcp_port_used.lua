@@ -21,13 +21,51 @@
 ---What a wait's callback (on_used, on_free) receives: the wait's returns.
 ---@alias tcp_port_used.callback fun(ok: true|nil, err: string|nil, last_err: string|nil, code: string|nil)
 
+---What a readiness exchange is given: LuaSocket's and cosockets' send and
+---receive, over whichever transport runs it.
+---@class tcp_port_used.stream
+local stream = {}
+
+---Sends all of data: the bytes sent, or `nil, err, code` (`"closed"`,
+---`"timeout"`; `"ECONNRESET"`, `"ETIMEDOUT"` ...).
+---@param data string
+---@return integer|nil sent
+---@return string? err
+---@return string? code
+function stream:send(data) end
+
+---`"*l"`: a line (CR LF removed; longer than 8 KiB is `EPROTO`), or a
+---byte count (at most 1 MiB); or `nil, err, code`.
+---@param pattern? "*l"|integer
+---@return string|nil data
+---@return string? err
+---@return string? code
+function stream:receive(pattern) end
+
+---Your own exchange: `true` ready, `false [, reason]` not ready, or
+---`nil, err, code` (a missing code is `EPROTO`).
+---@alias tcp_port_used.exchange fun(s: tcp_port_used.stream): boolean|nil, string?, string?
+
+---How `ready` asks the server: `"http"` (GET `path`, a `status`),
+---`"redis"` (PING), `"postgres"` (a StartupMessage) or your exchange.
+---@alias tcp_port_used.ready "http"|"redis"|"postgres"|tcp_port_used.exchange
+
+---HTTP statuses that mean ready: one, a list, or a class such as `"2xx"`.
+---@alias tcp_port_used.status integer|integer[]|"1xx"|"2xx"|"3xx"|"4xx"|"5xx"
+
 ---@class tcp_port_used.check_opts
----@field port integer 1..65535
+---@field port? integer 1..65535 (not with `unix`)
 ---@field host? string IPv4, IPv6 (`::1` or `[::1]`) or a name; nil: 127.0.0.1 and ::1
----@field timeout_ms? number bounds the attempt (default 1000)
+---@field timeout_ms? number bounds the attempt, the exchange included (default 1000)
 ---@field mode? tcp_port_used.mode default "connect" ("bind" for UDP)
----@field close? tcp_port_used.close default "auto"
----@field proto? tcp_port_used.proto default "tcp"
+---@field close? tcp_port_used.close default "auto" (an exchange closes gracefully)
+---@field proto? tcp_port_used.proto default "tcp" (readiness and `unix`: TCP only)
+---@field ready? tcp_port_used.ready ask the server if it is ready
+---@field path? string `ready = "http"`: the path, starting with "/" (default "/")
+---@field status? tcp_port_used.status `ready = "http"`: default 200..399
+---@field user? string `ready = "postgres"`: the role named (default "postgres")
+---@field database? string `ready = "postgres"`: default "postgres"
+---@field unix? string the path of a Unix-domain socket, instead of host and port
 
 ---What `on_retry` is given before each sleep of a wait.
 ---@class tcp_port_used.retry_info
@@ -52,6 +90,12 @@
 ---@field sleep? fun(ms: number) how to sleep between probes (any scheduler)
 ---@field on_retry? fun(info: tcp_port_used.retry_info)
 ---@field yield? boolean false: never yield from a coroutine (default true)
+---@field ready? tcp_port_used.ready "used" means ready; not ready is retried
+---@field path? string `ready = "http"`: the path, starting with "/" (default "/")
+---@field status? tcp_port_used.status `ready = "http"`: default 200..399
+---@field user? string `ready = "postgres"`: the role named (default "postgres")
+---@field database? string `ready = "postgres"`: default "postgres"
+---@field unix? string the path of a Unix-domain socket, instead of port and host
 
 ---@class tcp_port_used.many_opts
 ---@field timeout_ms? number bounds each probe (default 1000)
@@ -95,11 +139,12 @@ local M = {}
 
 ---Is something listening on the port? `true` in use, `false` free (every
 ---address refused), `nil, err, code` when it cannot be told (timeout,
----unreachable, EMFILE): an error is never reported as free.
+---unreachable, EMFILE): an error is never reported as free. With
+---`ready`: `true` ready, `false, reason` not ready ("status 503").
 ---@param port integer
 ---@param host? string
 ---@return boolean|nil in_use
----@return string? err
+---@return string? err the error, or the reason a server is not ready
 ---@return string? code
 ---@overload fun(opts: tcp_port_used.check_opts): boolean|nil, string?, string?
 function M.check(port, host) end
