@@ -7,6 +7,13 @@
  *   raw_connect serve HOST            listens on HOST, port 0; prints the
  *                                     port, then accepts and closes forever
  *
+ *   raw_connect http HOST PORT N PATH the readiness exchanges of
+ *   raw_connect redis HOST PORT N     tcp_port_used, N times: connect, send
+ *                                     the same request (GET PATH with the
+ *                                     same headers; PING), read up to the
+ *                                     end of the first line, read what else
+ *                                     has arrived without waiting, close
+ *
  * HOST is an IPv4 or IPv6 literal. Prints the mean ns per operation.
  * The connect loop uses a blocking socket, as the simplest client would;
  * an accepted connection is closed with a reset, so that a million probes
@@ -76,6 +83,71 @@ static int serve(const char *host)
     }
 }
 
+/* One exchange: send req, read to the first "\n", drop what else is
+ * there (so that the close is a FIN, as tcp_port_used's is), close.
+ * Returns 0, or -1 on a failure or a reply without a line. */
+static int exchange(const struct sockaddr_storage *ss, socklen_t len, const char *req,
+                    size_t req_len)
+{
+    char buf[8192];
+    size_t got = 0;
+    int rc = -1, fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    if (connect(fd, (const struct sockaddr *)ss, len) == 0
+        && send(fd, req, req_len, MSG_NOSIGNAL) == (ssize_t)req_len) {
+        while (got < sizeof buf) {
+            ssize_t n = recv(fd, buf + got, sizeof buf - got, 0);
+            if (n <= 0)
+                break;
+            if (memchr(buf + got, '\n', (size_t)n) != NULL) {
+                rc = 0;
+                break;
+            }
+            got += (size_t)n;
+        }
+        while (recv(fd, buf, sizeof buf, MSG_DONTWAIT) > 0)
+            ;
+    }
+    close(fd);
+    return rc;
+}
+
+static int exchanges(int argc, char **argv)
+{
+    struct sockaddr_storage ss;
+    char req[1024];
+    socklen_t len;
+    long i, n;
+    int failures = 0, req_len;
+    double t0;
+    int http = strcmp(argv[1], "http") == 0;
+    if (argc != (http ? 6 : 5)) {
+        fprintf(stderr, "usage: %s http HOST PORT N PATH | redis HOST PORT N\n", argv[0]);
+        return 2;
+    }
+    len = parse_addr(argv[2], atoi(argv[3]), &ss);
+    n = atol(argv[4]);
+    if (http)
+        req_len = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: %s:%s\r\n"
+                           "User-Agent: tcp-port-used/0.1.0\r\nConnection: close\r\n\r\n",
+                           argv[5], argv[2], argv[3]);
+    else
+        req_len = snprintf(req, sizeof req, "PING\r\n");
+    if (len == 0 || n < 1 || req_len <= 0 || (size_t)req_len >= sizeof req) {
+        fprintf(stderr, "%s: bad host, count or path\n", argv[0]);
+        return 2;
+    }
+    t0 = now_ns();
+    for (i = 0; i < n; i++)
+        if (exchange(&ss, len, req, (size_t)req_len) != 0)
+            failures++;
+    printf("%.1f\n", (now_ns() - t0) / (double)n);
+    if (failures > 0)
+        fprintf(stderr, "%s: %d of %ld exchanges failed\n", argv[0], failures, n);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct sockaddr_storage ss;
@@ -87,6 +159,8 @@ int main(int argc, char **argv)
 
     if (argc == 3 && strcmp(argv[1], "serve") == 0)
         return serve(argv[2]);
+    if (argc >= 2 && (strcmp(argv[1], "http") == 0 || strcmp(argv[1], "redis") == 0))
+        return exchanges(argc, argv);
     if (argc != 5 || (strcmp(argv[1], "connect") != 0 && strcmp(argv[1], "bind") != 0)) {
         fprintf(stderr, "usage: %s connect|bind HOST PORT N\n", argv[0]);
         return 2;

@@ -33,8 +33,8 @@ local function sh(cmd)
   return out
 end
 
-local function raw(mode, host, port, n)
-  local out = sh(string.format("%s %s %s %d %d 2>/dev/null", RAW, mode, host, port, n))
+local function raw(mode, host, port, n, extra)
+  local out = sh(string.format("%s %s %s %d %d %s 2>/dev/null", RAW, mode, host, port, n, extra or ""))
   return assert(tonumber(out), "raw_connect said: " .. out)
 end
 
@@ -98,11 +98,11 @@ out("loopback; medians of %d interleaved runs; ns per call of %d calls", ROUNDS,
 out("")
 out("%-40s %9s %9s %8s  %s", "check", "lua ns", "raw C ns", "ratio", "target")
 
-local function row(label, lua_f, raw_f, target)
+local function row(label, lua_f, raw_f, target, n)
   local l, r = {}, {}
   for i = 1, ROUNDS do
     r[i] = raw_f()
-    l[i] = per_call(N, lua_f)
+    l[i] = per_call(n or N, lua_f)
   end
   local lm, rm = median(l), median(r)
   out("%-40s %s %s %8s  %s", label, fmt_ns(lm), fmt_ns(rm), ratio(lm, rm), target or "")
@@ -136,6 +136,64 @@ end
 row("connect, open, host omitted", function() check(open_port) end, raw_open, "<= 1.15x")
 row("connect, refused, host omitted (vs both)", function() check(refused_port) end,
   function() return raw_refused() + raw("connect", "::1", refused_port, N) end, "<= 1.15x")
+
+---------------------------------------------------------------------------
+-- Readiness against a real nginx and redis-server (skipped where either is
+-- missing), each beside a C loop doing the same exchange on the same
+-- server (raw_connect http / redis). Fewer calls: each is a round trip
+-- through the server.
+local N_READY = 2000
+local function start_ready_server(cmd, o)
+  local pid = tonumber(sh("(" .. cmd .. ") >/dev/null 2>&1 & echo $!"))
+  local ok = tpu.wait_until_used { port = o.port, host = o.host, ready = o.ready, path = o.path,
+                                   timeout_ms = 10000 }
+  if not ok then
+    os.execute("kill " .. pid .. " 2>/dev/null")
+    return nil
+  end
+  return pid
+end
+local ready_dir = sh("mktemp -d /tmp/tpu-bench.XXXXXX"):gsub("%s+$", "")
+local ready_pids = {}
+local http_port, redis_port = assert(core.bind_port0(H4)), assert(core.bind_port0(H4))
+local o_http = { port = http_port, host = H4, ready = "http", path = "/healthz" }
+local o_redis = { port = redis_port, host = H4, ready = "redis" }
+local conf = io.open(ready_dir .. "/nginx.conf", "w")
+conf:write(string.format([[
+worker_processes 1;
+pid %s/nginx.pid;
+error_log %s/error.log;
+events { worker_connections 256; }
+http {
+  access_log off;
+  client_body_temp_path %s;
+  server {
+    listen 127.0.0.1:%d;
+    location = /healthz { return 200 "ok\n"; }
+  }
+}
+]], ready_dir, ready_dir, ready_dir, http_port))
+conf:close()
+local function ready_row(label, o, server_cmd, raw_mode, raw_extra)
+  local pid = start_ready_server(server_cmd, o)
+  if not pid then
+    out("%-40s skipped: the server did not start (%s)", label, server_cmd:match("^(%S+)"))
+    return
+  end
+  ready_pids[#ready_pids + 1] = pid
+  row(label, function() check(o) end, function()
+    return raw(raw_mode, H4, o.port, N_READY, raw_extra)
+  end, "<= 1.20x", N_READY)
+end
+ready_row("ready = \"http\" (vs C GET, status line)", o_http,
+  string.format("exec nginx -p %s/ -c %s/nginx.conf -g 'daemon off;'", ready_dir, ready_dir),
+  "http", "/healthz")
+ready_row("ready = \"redis\" (vs C PING, reply line)", o_redis,
+  string.format("exec redis-server --port %d --bind 127.0.0.1 --save '' --appendonly no " ..
+    "--dir %s --logfile %s/redis.log", redis_port, ready_dir, ready_dir),
+  "redis")
+for _, pid in ipairs(ready_pids) do os.execute("kill " .. pid .. " 2>/dev/null") end
+os.execute("sleep 0.2; rm -rf " .. ready_dir)
 
 ---------------------------------------------------------------------------
 out("")

@@ -199,12 +199,15 @@ function M.readiness(fname, t, o)
   if (r ~= nil or unix ~= nil) and o.mode ~= "connect" then
     fail(fname, 1, "mode must be \"connect\" with " .. (r ~= nil and "ready" or "unix"), o.mode)
   end
-  for k, kind in pairs(OPTION_OF) do
-    if t[k] ~= nil and r ~= kind then
-      fail(fname, 1, k .. " needs ready = \"" .. kind .. "\"", t[k])
+  local path, status, user, database = t.path, t.status, t.user, t.database
+  if (path ~= nil or status ~= nil) and r ~= "http"
+      or (user ~= nil or database ~= nil) and r ~= "postgres" then
+    for k, kind in pairs(OPTION_OF) do
+      if t[k] ~= nil and r ~= kind then
+        fail(fname, 1, k .. " needs ready = \"" .. kind .. "\"", t[k])
+      end
     end
   end
-  local path = t.path
   if path ~= nil then
     a_string(fname, path, "path", MAX_PATH, 6)
     if path:sub(1, 1) ~= "/" or find(path, "[%c ]") then
@@ -212,9 +215,9 @@ function M.readiness(fname, t, o)
     end
   end
   o.ready, o.unix, o.path = r, unix, path
-  o.status = t.status ~= nil and status_option(fname, t.status) or nil
-  o.user = t.user ~= nil and a_string(fname, t.user, "user", MAX_NAME, 6) or nil
-  o.database = t.database ~= nil and a_string(fname, t.database, "database", MAX_NAME, 6) or nil
+  o.status = status ~= nil and status_option(fname, status) or nil
+  o.user = user ~= nil and a_string(fname, user, "user", MAX_NAME, 6) or nil
+  o.database = database ~= nil and a_string(fname, database, "database", MAX_NAME, 6) or nil
   return o
 end
 
@@ -250,7 +253,10 @@ function M.check(fname, a, b, into)
   if type(a) == "table" then
     local readiness = false
     for k in next, a do
-      if not CHECK_KEYS[k] then readiness = M.known(fname, 1, a, READY_CHECK_KEYS) end
+      if not CHECK_KEYS[k] then
+        readiness = M.known(fname, 1, a, READY_CHECK_KEYS)
+        break
+      end
     end
     port, host, timeout, mode, close, proto = a.port, a.host, a.timeout_ms, a.mode, a.close, a.proto
     -- the usual case is checked inline; the checkers word what fails
