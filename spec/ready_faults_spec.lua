@@ -115,6 +115,12 @@ describe("readiness against servers that misbehave", function()
       local r = probe("banner", kind)
       assert.are.equal("EPROTO", r[3], kind)
     end
+    -- and a wait retries it (the port may be another program's for now)
+    local t0 = core.now()
+    local r = pack(tpu.wait_until_used { port = port.banner, host = "127.0.0.1", ready = "redis",
+                                         timeout_ms = 300 })
+    assert.same({ nil, "timeout", "EPROTO" }, { r[1], r[2], r[4] })
+    assert.is_true(core.now() - t0 >= 295)
     assert.matches('not an HTTP reply: "SSH%-2%.0%-OpenSSH_9%.2"%)$', probe("banner", "http")[2])
   end)
 
@@ -168,8 +174,48 @@ describe("readiness against servers that misbehave", function()
     assert.is_true(ticks >= 10, ticks .. " ticks")
   end)
 
+  it("closes as an ordinary client (FIN) even over input it did not read", function()
+    -- the probe closes first: a FIN leaves it in TIME_WAIT, a reset (what
+    -- closing over unread input sends) leaves nothing
+    local before = H.time_wait_to(port.tail)
+    for _ = 1, 5 do assert.same({ n = 1, true }, (probe("tail", "redis"))) end
+    assert.is_true(S.await(5000, function() return H.time_wait_to(port.tail) >= before + 5 end),
+      H.time_wait_to(port.tail) - before .. " of 5 probes closed with a FIN")
+  end)
+
   it("left no descriptor behind", function()
     assert.are.equal(fds, H.fd_count(), H.fd_list())
+  end)
+end)
+
+describe("the readiness verdict over several addresses", function()
+  local verdict = require "tcp_port_used.verdict"
+  local function ipv6() return true end
+
+  it("prefers a server's 'not ready' to another address's failure or refusal", function()
+    assert.same({ false, "status 503" }, { verdict.ready(nil, 80, nil, ipv6, {
+      { code = "ETIMEDOUT", op = "receive", address = "127.0.0.1" },
+      { refused = true, address = "::1" },
+      { answered = true, reason = "status 503" } }) })
+  end)
+
+  it("prefers a failure to a refusal, naming the first that failed", function()
+    assert.same({ nil, "receive [::1]:80: protocol error (not HTTP)", "EPROTO", "receive" },
+      { verdict.ready(nil, 80, nil, ipv6, {
+        { refused = true, address = "127.0.0.1" },
+        { code = "EPROTO", op = "receive", address = "::1", detail = "not HTTP" } }) })
+    assert.same({ false }, { verdict.ready(nil, 80, nil, ipv6, {
+      { refused = true, address = "127.0.0.1" }, { refused = true, address = "::1" } }) })
+  end)
+
+  it("skips an IPv6 address where this machine has no IPv6", function()
+    local function no_ipv6() return false end
+    assert.same({ false }, { verdict.ready(nil, 80, nil, no_ipv6, {
+      { refused = true, address = "127.0.0.1" },
+      { code = "EADDRNOTAVAIL", op = "connect", address = "::1" } }) })
+    assert.same({ nil, "connect [::1]:80: no address of a family this machine has",
+                  "EAFNOSUPPORT", "connect" }, { verdict.ready("::1", 80, nil, no_ipv6, {
+      { code = "EAFNOSUPPORT", op = "connect", address = "::1" } }) })
   end)
 end)
 
