@@ -44,6 +44,18 @@ local function start()
     S.pg_stop(pg)
     return nil, why
   end
+  -- it says "starting up" until its startup process has begun recovery:
+  -- psql tells when it has
+  local said
+  if not S.await(30000, function()
+    said = S.as_postgres(string.format("/usr/lib/postgresql/15/bin/psql -h %s -p %d -U postgres " ..
+      "-qAt -c 'SELECT 1'", standby.dir, standby.port))
+    return said:find("not accepting connections", 1, true) ~= nil
+  end) then
+    S.pg_stop(pg)
+    S.pg_stop(standby)
+    return nil, "the standby did not settle in recovery: " .. said
+  end
   return pg, standby
 end
 
@@ -99,6 +111,28 @@ describe("ready = \"postgres\" against real PostgreSQL 15 clusters", function()
       if line:find('role "nobody_here" does not exist', 1, true) then roles = roles + 1 end
     end
     assert.same({ 1, 1, 2 }, { resets, roles, #new }, table.concat(new, "\n"))
+  end)
+
+  it("ends a trust login with Terminate: the server counts no abandoned session", function()
+    -- sessions and sessions_abandoned (a client gone without Terminate)
+    -- of database postgres, as the backends report them when they exit
+    local function stats()
+      local out = S.as_postgres(string.format("/usr/lib/postgresql/15/bin/psql -h %s -p %d " ..
+        "-U postgres -qAt -c %s", pg.dir, pg.port, H.quote("SELECT sessions || ' ' || " ..
+        "sessions_abandoned FROM pg_stat_database WHERE datname = 'postgres'")))
+      local n, abandoned = out:match("^(%d+) (%d+)")
+      return tonumber(n), tonumber(abandoned), out
+    end
+    local n0, a0, out = stats()
+    assert(n0, out)
+    for _ = 1, 20 do assert.is_true(tpu.check(kinds["TCP, trust"])) end
+    for _ = 1, 20 do assert.is_true(tpu.check(kinds["Unix socket, trust"])) end
+    local n1, a1
+    assert.is_true(S.await(10000, function()
+      n1, a1 = stats()
+      return n1 and n1 >= n0 + 41
+    end), "the sessions were not counted")
+    assert.are.equal(a0, a1)
   end)
 
   it("says a standby without hot standby is not ready (57P03) while connect says true", function()
