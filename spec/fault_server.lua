@@ -21,9 +21,9 @@ local MODES = {
   never = { never = true },
   reset = { reset = true },
   banner = { reply = "SSH-2.0-OpenSSH_9.2\r\n", first = true },
-  -- a reply with more after it than the exchange reads, then waits for
-  -- the client to close
-  tail = { reply = "+PONG\r\n" .. ("x"):rep(1000), hold = true },
+  -- a reply with more after it than the exchange reads (more than one
+  -- read of the stream takes), then waits for the client to close
+  tail = { reply = "+PONG\r\n" .. ("x"):rep(30000), hold = true },
 }
 
 local listeners, mode_of, lines = {}, {}, {}
