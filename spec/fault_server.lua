@@ -22,8 +22,9 @@ local MODES = {
   reset = { reset = true },
   banner = { reply = "SSH-2.0-OpenSSH_9.2\r\n", first = true },
   -- a reply with more after it than the exchange reads (more than one
-  -- read of the stream takes), then waits for the client to close
-  tail = { reply = "+PONG\r\n" .. ("x"):rep(30000), hold = true },
+  -- 8 KiB read of the stream takes, less than a socket's first send
+  -- buffer, so it all arrives at once), then waits for the client to close
+  tail = { reply = "+PONG\r\n" .. ("x"):rep(12000), hold = true },
 }
 
 local listeners, mode_of, lines = {}, {}, {}
