@@ -2,7 +2,9 @@
 -- run in a child process: lua fault_server.lua PORTFILE. It listens on
 -- 127.0.0.1, port 0, once per mode below, writes "mode port" lines to
 -- PORTFILE once all listen, and serves one connection at a time (the spec
--- probes one at a time) until it is killed.
+-- probes one at a time) until it is killed. How each client of the mode
+-- "tail" closed, "fin" or "reset", is appended to PORTFILE.closes, a line
+-- each.
 local socket = require "socket"
 
 local MODES = {
@@ -52,7 +54,7 @@ local function hold(c)
   c:settimeout(0.1)
   for _ = 1, 300 do
     local _, err = c:receive(1)
-    if err == "closed" then return end
+    if err ~= "timeout" then return end
   end
 end
 
@@ -76,7 +78,15 @@ local function serve(c, m)
   else
     c:settimeout(5)
     c:send(m.reply)
-    if m.hold then hold(c) end
+    if m.hold then
+      hold(c)
+      -- LuaSocket says "closed" for a FIN and for a reset alike; after a
+      -- FIN one more byte can still be sent, after a reset it cannot
+      local how = c:send("x") and "fin" or "reset"
+      local log = assert(io.open(arg[1] .. ".closes", "a"))
+      log:write(how, "\n")
+      log:close()
+    end
   end
   c:close()
 end
