@@ -179,6 +179,14 @@ static int tpu_stream_closed(lua_State *L)
     return 2;
 }
 
+/* nil, the code of err. */
+static int tpu_stream_fail(lua_State *L, int err)
+{
+    lua_pushnil(L);
+    tpu_push_code(L, err);
+    return 2;
+}
+
 /***
  * s:connected([ms]): waits up to ms (default 0) for a pending connect;
  * returns true, "pending", false (refused) or a code, as stream does.
@@ -220,40 +228,30 @@ static int l_stream_send(lua_State *L)
     const char *data = luaL_checklstring(L, 2, &len);
     lua_Integer i = luaL_optinteger(L, 3, 1);
     double ms = tpu_check_ms(L, 4, 0);
-    ssize_t n;
     if (s->state != STREAM_OPEN)
         return tpu_stream_closed(L);
     if (i < 1)
         i = 1;
-    if ((size_t)i > len) {
-        lua_pushinteger(L, 0);
-        return 1;
-    }
-    for (;;) {
-        n = send(s->fd, data + i - 1, len - (size_t)(i - 1), TPU_NOSIGPIPE);
+    while ((size_t)i <= len) {
+        int rc;
+        ssize_t n = send(s->fd, data + i - 1, len - (size_t)(i - 1), TPU_NOSIGPIPE);
         if (n >= 0) {
             lua_pushinteger(L, (lua_Integer)n);
             return 1;
         }
         if (errno == EINTR)
             continue;
-        if ((errno == EAGAIN || errno == EWOULDBLOCK) && ms > 0) {
-            int rc = tpu_stream_wait(s, POLLOUT, ms);
-            ms = 0;
-            if (rc > 0)
-                continue;
-            if (rc == 0) {
-                lua_pushinteger(L, 0);
-                return 1;
-            }
-        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            lua_pushinteger(L, 0);
-            return 1;
-        }
-        lua_pushnil(L);
-        tpu_push_code(L, errno);
-        return 2;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return tpu_stream_fail(L, errno);
+        rc = ms > 0 ? tpu_stream_wait(s, POLLOUT, ms) : 0;
+        ms = 0;
+        if (rc < 0)
+            return tpu_stream_fail(L, errno);
+        if (rc == 0)
+            break;
     }
+    lua_pushinteger(L, 0);
+    return 1;
 }
 
 /***
@@ -273,11 +271,8 @@ static int l_stream_recv(lua_State *L)
     /* Allowed to wait, it waits first: a reply is rarely there the moment
      * a request has gone, and poll then recv is one call less than recv,
      * poll, recv. */
-    if (ms > 0 && tpu_stream_wait(s, POLLIN, ms) < 0) {
-        lua_pushnil(L);
-        tpu_push_code(L, errno);
-        return 2;
-    }
+    if (ms > 0 && tpu_stream_wait(s, POLLIN, ms) < 0)
+        return tpu_stream_fail(L, errno);
     do
         n = recv(s->fd, buf, sizeof buf, 0);
     while (n < 0 && errno == EINTR);
@@ -285,13 +280,10 @@ static int l_stream_recv(lua_State *L)
         lua_pushlstring(L, buf, (size_t)n);
         return 1;
     }
-    if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        lua_pushboolean(L, 0);
-        return 1;
-    }
-    lua_pushnil(L);
-    tpu_push_code(L, errno);
-    return 2;
+    if (errno != EAGAIN && errno != EWOULDBLOCK)
+        return tpu_stream_fail(L, errno);
+    lua_pushboolean(L, 0);
+    return 1;
 }
 
 /*** s:fd(): the descriptor (for a host loop to watch), or nil once closed. */

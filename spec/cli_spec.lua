@@ -413,18 +413,9 @@ describe("tcp-port-used (CLI)", function()
 
   describe("readiness", function()
     local S = require "servers"
-    local redis, why = S.redis_start("--unixsocket %DIR%/redis.sock --unixsocketperm 777")
+    local redis, n = S.redis_and_nginx()
     if not redis then
-      pending(why)
-      return
-    end
-    local f = assert(io.open(H.root .. "/spec/nginx/ready.conf"))
-    local n
-    n, why = S.nginx_start(f:read("*a"))
-    f:close()
-    if not n then
-      S.redis_stop(redis)
-      pending(why)
+      pending(n)
       return
     end
     teardown(function()

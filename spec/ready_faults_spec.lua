@@ -22,26 +22,9 @@ local function timed(o)
 end
 
 describe("readiness against servers that misbehave", function()
-  local portfile = os.tmpname()
-  os.remove(portfile)
-  local child = H.spawn(H.lua_cmd("arg = { [1] = " .. string.format("%q", portfile) .. " } " ..
-    "dofile(" .. string.format("%q", H.root .. "/spec/fault_server.lua") .. ")"))
-  local port = {}
-  S.await(10000, function()
-    local f = io.open(portfile)
-    if not f then return false end
-    for line in f:lines() do
-      local mode, p = line:match("^(%S+) (%d+)$")
-      port[mode] = tonumber(p)
-    end
-    f:close()
-    return true
-  end)
-  teardown(function()
-    H.kill(child)
-    os.remove(portfile)
-    os.remove(portfile .. ".closes")
-  end)
+  local fault = S.fault_server()
+  local port = fault.port
+  teardown(fault.stop)
   local fds
   setup(function()
     assert(port.never, "the fault server did not start")
@@ -189,7 +172,7 @@ describe("readiness against servers that misbehave", function()
     end
     local seen
     S.await(5000, function()
-      seen = S.log_lines(portfile .. ".closes")
+      seen = S.log_lines(fault.closes)
       return #seen >= 5
     end)
     assert.same({ "fin", "fin", "fin", "fin", "fin" }, seen)

@@ -6,19 +6,12 @@ local tpu = require "tcp_port_used"
 local H = require "helpers"
 local S = require "servers"
 
-local function slurp(path)
-  local f = assert(io.open(path))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
 local function pack(...)
   return { n = select("#", ...), ... }
 end
 
 describe("ready = \"http\" against a real nginx", function()
-  local n, why = S.nginx_start(slurp(H.root .. "/spec/nginx/ready.conf"))
+  local n, why = S.nginx_start(S.slurp(H.root .. "/spec/nginx/ready.conf"))
   if not n then
     pending(why)
     return

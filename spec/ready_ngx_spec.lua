@@ -14,14 +14,6 @@ local MODULES = {
   "/usr/lib/nginx/modules/ngx_http_lua_module.so",
 }
 
-local function slurp(path)
-  local f = io.open(path)
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
 local function get(port, path, timeout_s)
   local c = socket.tcp()
   c:settimeout(timeout_s or 20)
@@ -53,23 +45,21 @@ end
 
 describe("readiness through tcp_port_used.ngx in a real nginx", function()
   for _, p in ipairs { MODULES[1], MODULES[2], H.root .. "/build/jit/tcp_port_used/core.so" } do
-    if not slurp(p) then
+    if S.slurp(p) == "" then
       pending("needs " .. p)
       return
     end
   end
   local redis, why = S.redis_start("--unixsocket %DIR%/redis.sock --unixsocketperm 777")
-  if not redis then
-    pending(why)
-    return
-  end
   local n
-  n, why = S.nginx_start(slurp(H.root .. "/spec/nginx/ready_ngx.conf"), {
-    LOAD_MODULES = "load_module " .. MODULES[1] .. ";\nload_module " .. MODULES[2] .. ";",
-    ROOT = H.root, REDIS_PORT = redis.port,
-  })
+  if redis then
+    n, why = S.nginx_start(S.slurp(H.root .. "/spec/nginx/ready_ngx.conf"), {
+      LOAD_MODULES = "load_module " .. MODULES[1] .. ";\nload_module " .. MODULES[2] .. ";",
+      ROOT = H.root, REDIS_PORT = redis.port,
+    })
+    if not n then S.redis_stop(redis) end
+  end
   if not n then
-    S.redis_stop(redis)
     pending(why)
     return
   end

@@ -8,13 +8,6 @@ local S = require "servers"
 
 local has_luv = pcall(require, "tcp_port_used.uv")
 
-local function slurp(path)
-  local f = assert(io.open(path))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
 local function pack(...)
   return { n = select("#", ...), ... }
 end
@@ -27,36 +20,14 @@ describe("readiness through tcp_port_used.uv on luv", function()
   local uv = require "luv"
   local ad = require "tcp_port_used.uv"
   local tpu = require "tcp_port_used"
-  local redis, why = S.redis_start("--unixsocket %DIR%/redis.sock --unixsocketperm 777")
+  local redis, n = S.redis_and_nginx()
   if not redis then
-    pending(why)
+    pending(n)
     return
   end
-  local n
-  n, why = S.nginx_start(slurp(H.root .. "/spec/nginx/ready.conf"))
-  if not n then
-    S.redis_stop(redis)
-    pending(why)
-    return
-  end
-  local portfile = os.tmpname()
-  os.remove(portfile)
-  local child = H.spawn(H.lua_cmd("arg = { [1] = " .. string.format("%q", portfile) .. " } " ..
-    "dofile(" .. string.format("%q", H.root .. "/spec/fault_server.lua") .. ")"))
-  local fault = {}
-  S.await(10000, function()
-    local f = io.open(portfile)
-    if not f then return false end
-    for line in f:lines() do
-      local mode, p = line:match("^(%S+) (%d+)$")
-      fault[mode] = tonumber(p)
-    end
-    f:close()
-    return true
-  end)
+  local fault = S.fault_server()
   teardown(function()
-    H.kill(child)
-    os.remove(portfile)
+    fault.stop()
     S.nginx_stop(n)
     S.redis_stop(redis)
   end)
@@ -76,11 +47,11 @@ describe("readiness through tcp_port_used.uv on luv", function()
       { unix = sock, ready = "redis" },
       { unix = sock },
       { unix = redis.dir .. "/missing.sock", ready = "redis" },
-      { port = fault.cut_postgres, host = "127.0.0.1", ready = "postgres" },
-      { port = fault.bytes_postgres, host = "127.0.0.1", ready = "postgres" },
-      { port = fault.long_line, host = "127.0.0.1", ready = "http" },
-      { port = fault.reset, host = "127.0.0.1", ready = "redis" },
-      { port = fault.never, host = "127.0.0.1", ready = "http", timeout_ms = 200 },
+      { port = fault.port.cut_postgres, host = "127.0.0.1", ready = "postgres" },
+      { port = fault.port.bytes_postgres, host = "127.0.0.1", ready = "postgres" },
+      { port = fault.port.long_line, host = "127.0.0.1", ready = "http" },
+      { port = fault.port.reset, host = "127.0.0.1", ready = "redis" },
+      { port = fault.port.never, host = "127.0.0.1", ready = "http", timeout_ms = 200 },
     }
     for i, o in ipairs(cases) do
       assert.same(pack(tpu.check(o)), pack(ad.check(o)), "case " .. i)
@@ -93,11 +64,11 @@ describe("readiness through tcp_port_used.uv on luv", function()
     local t = uv.new_timer()
     t:start(5, 5, function() ticks = ticks + 1 end)
     local got
-    ad.on_used({ port = fault.never, host = "127.0.0.1", ready = "redis", attempt_ms = 300,
+    ad.on_used({ port = fault.port.never, host = "127.0.0.1", ready = "redis", attempt_ms = 300,
                  timeout_ms = 300 }, function(...) got = pack(...) end)
     while not got do uv.run("once") end
     t:close()
-    assert.same({ n = 4, nil, "timeout", "receive 127.0.0.1:" .. fault.never .. ": timed out",
+    assert.same({ n = 4, nil, "timeout", "receive 127.0.0.1:" .. fault.port.never .. ": timed out",
                   "ETIMEDOUT" }, got)
     assert.is_true(ticks >= 30, ticks .. " ticks")
   end)
@@ -123,7 +94,7 @@ describe("readiness through tcp_port_used.uv on luv", function()
     for _ = 1, 20 do
       ad.check { port = redis.port, host = "127.0.0.1", ready = "redis" }
       ad.check { unix = redis.dir .. "/redis.sock", ready = "redis" }
-      ad.check { port = fault.long_line, host = "127.0.0.1", ready = "http" }
+      ad.check { port = fault.port.long_line, host = "127.0.0.1", ready = "http" }
     end
     uv.run("nowait")
     assert.are.equal(before, H.fd_count())

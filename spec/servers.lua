@@ -60,6 +60,7 @@ local function write(path, text)
 end
 S.write = write
 
+--- The contents of a file ("" when there is none).
 local function slurp(path)
   local f = io.open(path)
   if not f then return "" end
@@ -67,6 +68,7 @@ local function slurp(path)
   f:close()
   return s
 end
+S.slurp = slurp
 
 local function gone(pid)
   local r = os.execute("kill -0 " .. pid .. " 2>/dev/null")
@@ -204,6 +206,59 @@ function S.redis_command(port, ...)
   local line = c:receive("*l")
   c:close()
   return line
+end
+
+--- spec/fault_server.lua, a child that misbehaves on purpose: { port =
+-- { [mode] = port }, closes = the file of how its "tail" clients closed,
+-- stop = function }, once it listens.
+function S.fault_server()
+  local portfile = os.tmpname()
+  os.remove(portfile)
+  local child = H.spawn(H.lua_cmd("arg = { [1] = " .. string.format("%q", portfile) .. " } " ..
+    "dofile(" .. string.format("%q", H.root .. "/spec/fault_server.lua") .. ")"))
+  local f = { port = {}, closes = portfile .. ".closes" }
+  S.await(10000, function()
+    for _, line in ipairs(S.log_lines(portfile)) do
+      local mode, p = line:match("^(%S+) (%d+)$")
+      f.port[mode] = tonumber(p)
+    end
+    return f.port.never ~= nil
+  end)
+  function f.stop()
+    H.kill(child)
+    os.remove(portfile)
+    os.remove(f.closes)
+  end
+  return f
+end
+
+--- Starts each server in turn (each a function returning it, or nil and
+-- why, and the function that stops it); returns them all, or stops those
+-- that started and returns nil and why the one failed.
+function S.all(list)
+  local started = {}
+  for i, item in ipairs(list) do
+    local server, why = item[1]()
+    if not server then
+      for k = i - 1, 1, -1 do list[k][2](started[k]) end
+      return nil, why
+    end
+    started[i] = server
+  end
+  return started
+end
+
+--- A redis-server with a Unix socket too (r.dir .. "/redis.sock") and an
+-- nginx serving spec/nginx/ready.conf: redis, nginx; or nil and why.
+function S.redis_and_nginx()
+  local servers, why = S.all {
+    { function() return S.redis_start("--unixsocket %DIR%/redis.sock --unixsocketperm 777") end,
+      S.redis_stop },
+    { function() return S.nginx_start(slurp(H.root .. "/spec/nginx/ready.conf")) end,
+      S.nginx_stop },
+  }
+  if not servers then return nil, why end
+  return servers[1], servers[2]
 end
 
 --- nginx --------------------------------------------------------------------

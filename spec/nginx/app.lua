@@ -18,6 +18,8 @@ local function show(...)
   return table.concat(out, " ")
 end
 
+M.show = show
+
 local function record(key)
   local dict = ngx.shared.results
   return function(...)

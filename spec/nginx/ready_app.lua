@@ -6,13 +6,8 @@ local ad = require "tcp_port_used.ngx"
 
 local M = {}
 
--- The values, trailing nils left out.
-local function show(...)
-  local out, n = {}, select("#", ...)
-  while n > 0 and select(n, ...) == nil do n = n - 1 end
-  for i = 1, n do out[i] = tostring((select(i, ...))) end
-  return table.concat(out, " ")
-end
+-- The values, trailing nils left out (as spec/nginx/app.lua shows them).
+local show = require("app").show
 
 local function opts()
   local q = ngx.req.get_uri_args()
