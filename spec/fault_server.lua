@@ -19,6 +19,8 @@ local MODES = {
   -- far too long: a line that never ends, a message that claims 2 GB
   long_line = { endless = true },
   long_postgres = { reply = "E\127\255\255\255" .. ("x"):rep(1000) },
+  -- "not ready", after the 50 ms every reply here takes (read_request)
+  http_503 = { reply = "HTTP/1.1 503 Service Unavailable\r\n\r\n" },
   -- never a reply; a reset; a server that speaks first, another protocol
   never = { never = true },
   reset = { reset = true },

@@ -86,6 +86,14 @@ describe("readiness against servers that misbehave", function()
     assert.is_true(ms >= 495 and ms < 1200, "took " .. ms .. " ms")
   end)
 
+  it("names the last answer when the deadline cuts the final probe short", function()
+    -- the probe at the deadline gets a millisecond, this server answers
+    -- after 50: its timeout does not hide the 503 before it
+    local r = pack(tpu.wait_until_used { port = port.http_503, host = "127.0.0.1", ready = "http",
+                                         retry_ms = 1000, timeout_ms = 300 })
+    assert.same({ nil, "timeout", "status 503" }, { r[1], r[2], r[3], r[4] })
+  end)
+
   it("is an error when the server resets", function()
     for _, kind in ipairs { "http", "redis", "postgres" } do
       local r = probe("reset", kind)

@@ -32,6 +32,7 @@ function M.wait(o, probe, sleep, now)
   local want, pending = o.in_use, {}
   for i, p in ipairs(o.ports) do pending[i] = p end
   local attempt = 0
+  local prev_err, prev_code -- the last error (or reason) of the round before
   while true do
     attempt = attempt + 1
     local last_err, last_code
@@ -45,7 +46,15 @@ function M.wait(o, probe, sleep, now)
       else
         if r == nil then
           if permanent(op, code) then return nil, err, code end
-          last_err, last_code = err, code
+          if code == "ETIMEDOUT" and budget < o.attempt_ms and prev_err then
+            -- timed out because the wait's deadline cut the attempt short:
+            -- it says nothing new (the final probe of a PostgreSQL wait
+            -- rarely gets its backend forked in a millisecond), so the
+            -- answer before it stands
+            last_err, last_code = prev_err, prev_code
+          else
+            last_err, last_code = err, code
+          end
         elseif err ~= nil then
           -- a server that answered "not ready": its reason, no code
           last_err, last_code = err, nil
@@ -54,6 +63,7 @@ function M.wait(o, probe, sleep, now)
       end
     end
     if #pending == 0 then return true end
+    prev_err, prev_code = last_err, last_code
     local t = now()
     local left = deadline - t
     if left <= 0 then
