@@ -225,7 +225,7 @@ end)
 describe("unix = PATH", function()
   local unix = require "socket.unix"
   local dir = S.tmpdir("unix")
-  teardown(function() os.execute("rm -rf " .. dir) end)
+  teardown(function() H.run("rm -rf " .. dir) end)
 
   it("is ENOENT where no socket file is, with or without ready", function()
     local path = dir .. "/missing.sock"

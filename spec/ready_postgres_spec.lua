@@ -23,7 +23,7 @@ local function start()
   -- stay in recovery: with nothing to recover from, it stays there
   local standby = S.pg_copy(pg, "pg-standby")
   S.write(standby.data .. "/standby.signal", "")
-  os.execute("chown postgres " .. standby.data .. "/standby.signal")
+  H.run("chown postgres " .. standby.data .. "/standby.signal")
   S.write(pg.data .. "/pg_hba.conf", HBA)
   local ok
   ok, why = S.pg_start(pg)

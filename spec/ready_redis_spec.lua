@@ -86,7 +86,7 @@ describe("ready = \"redis\" against a redis-server loading its data set", functi
   r, why = S.redis_start("--key-load-delay 1000 --loading-process-events-interval-bytes 1024",
     first.dir, false)
   if not r then
-    os.execute("rm -rf " .. first.dir)
+    H.run("rm -rf " .. first.dir)
     pending(why)
     return
   end
