@@ -298,7 +298,7 @@ static int l_stream_fd(lua_State *L)
 
 /* Closes s as an ordinary client (FIN): input that has arrived unread is
  * read and dropped first, since closing over it would send a reset.
- * Never blocks. */
+ * Never blocks (the socket is non-blocking: recv takes what is there). */
 static void tpu_stream_close(struct tpu_stream *s, int reset)
 {
     if (s->fd >= 0 && !reset && s->state == STREAM_OPEN) {
@@ -306,7 +306,7 @@ static void tpu_stream_close(struct tpu_stream *s, int reset)
         size_t total = 0;
         ssize_t n;
         while (total < TPU_STREAM_DRAIN
-               && ((n = recv(s->fd, buf, sizeof buf, MSG_DONTWAIT)) > 0
+               && ((n = recv(s->fd, buf, sizeof buf, 0)) > 0
                    || (n < 0 && errno == EINTR)))
             if (n > 0)
                 total += (size_t)n;
