@@ -173,6 +173,8 @@ describe("bad arguments", function()
       bad('mode must be "connect" with ready, got "listen")',
         { port = 80, ready = "redis", mode = "listen" })
       bad('mode must be "connect" with unix, got "bind")', { unix = "/x.sock", mode = "bind" })
+      bad('proto must be "tcp" with ready, got "udp")', { port = 80, ready = "redis", proto = "udp" })
+      bad('proto must be "tcp" with unix, got "udp")', { unix = "/x.sock", proto = "udp" })
     end
     raises("bad argument #1 to 'wait_until_used' (unix excludes port and ports",
       tpu.wait_until_used, { ports = { 80 }, unix = "/x.sock" })
