@@ -63,14 +63,7 @@ local function write(path, text)
 end
 S.write = write
 
---- The contents of a file ("" when there is none).
-local function slurp(path)
-  local f = io.open(path)
-  if not f then return "" end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local slurp = H.slurp
 S.slurp = slurp
 
 local function gone(pid)
