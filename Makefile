@@ -84,7 +84,7 @@ test-valgrind: deps all
 	@sh scripts/test.sh valgrind
 
 lint: deps
-	luacheck lua spec bin bench examples
+	luacheck lua spec bench examples bin/tcp-port-used
 	cppcheck --quiet --error-exitcode=1 --enable=warning,style,performance,portability \
 	  --std=c99 --inline-suppr --suppress=missingIncludeSystem --suppress=toomanyconfigs \
 	  -I csrc -I /usr/include/lua5.4 csrc/core.c
