@@ -79,6 +79,11 @@ local RUNS = {
       { port = "open4", opts = { host = "10.9.0.3", close = "reset" }, label = "10.9.0.3 close=reset" },
       { port = "open4", opts = { host = "10.9.0.4", close = "reset", timeout_ms = 100 },
         label = "10.9.0.4 close=reset" },
+      -- readiness over a cosocket stream in nginx: a listener that never
+      -- answers (the exchange times out reading), a refused and a dropped host
+      { port = "open4", opts = { host = "10.9.0.2", ready = "redis" }, label = "10.9.0.2 ready=redis" },
+      { port = "open4", opts = { host = "10.9.0.3", ready = "http" }, label = "10.9.0.3 ready=http" },
+      { port = "open4", opts = { host = "10.9.0.4", ready = "postgres" }, label = "10.9.0.4 ready=postgres" },
     },
     expect = {
       { "open4", "10.9.0.2", "connect", { v = "true" } },

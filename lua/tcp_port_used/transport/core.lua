@@ -108,7 +108,9 @@ function M.open(address, port, unix, deadline, sleep)
   end
   local s = { ud = ud, sleep = sleep, deadline = deadline }
   if state == "pending" then
-    state = pace(s, try_connect)
+    local r, code = pace(s, try_connect)
+    -- a connect the deadline cut short is the code pace gives
+    if r == nil then state = code else state = r end
     if state ~= true then ud:close() end
   end
   if state ~= true then return nil, state end
