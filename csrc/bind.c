@@ -68,21 +68,25 @@ static int tpu_bind_get_port(int fd, const struct tpu_target *t, int *port)
 
 /* A port the kernel considers free on every one of the n targets (port
  * 0 asks it; the first target's socket holds the pick while the others
- * are tried). 0 with *port set, or an errno value with *failed the index
- * of the target that failed; EADDRINUSE after TPU_PORT0_TRIES picks. */
+ * are tried). With dual_stack, a first target [::] that takes IPv4 too
+ * (IPV6_V6ONLY off) stands for them all; where the system refuses that
+ * (OpenBSD), the others are tried as usual. 0 with *port set, or an
+ * errno value with *failed the index of the target that failed;
+ * EADDRINUSE after TPU_PORT0_TRIES picks. */
 static int tpu_port0(const struct tpu_target *t, int n, int dual_stack, int type, int *port,
                      int *failed)
 {
     int try, zero = 0;
     for (try = 0; try < TPU_PORT0_TRIES; try++) {
-        int i, err, taken = 0, fd = tpu_socket(t[0].sa.ss_family, type, 0);
+        int i, err, taken = 0, m = n, fd = tpu_socket(t[0].sa.ss_family, type, 0);
         *failed = 0;
         if (fd < 0)
             return errno;
-        if (dual_stack && t[0].sa.ss_family == AF_INET6)
-            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+        if (dual_stack && t[0].sa.ss_family == AF_INET6
+            && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero) == 0)
+            m = 1;
         err = tpu_bind_get_port(fd, &t[0], port);
-        for (i = 1; err == 0 && i < n && !taken; i++) {
+        for (i = 1; err == 0 && i < m && !taken; i++) {
             struct tpu_target other = t[i];
             int r;
             tpu_set_port(&other, *port);
@@ -126,9 +130,9 @@ static int l_bind(lua_State *L)
  * for proto ("tcp", default, or "udp"), found by binding port 0 there
  * (without SO_REUSEADDR, so nothing at all holds it) and reading it back;
  * the socket is closed before it returns. host nil means every local
- * address of both families (one dual-stack socket on ::, or 0.0.0.0
- * without IPv6). Returns the port, or nil, code, address (the address
- * that failed).
+ * address of both families (one dual-stack socket on ::, else :: and
+ * 0.0.0.0, or 0.0.0.0 without IPv6). Returns the port, or nil, code,
+ * address (the address that failed).
  */
 static int l_bind_port0(lua_State *L)
 {
@@ -140,11 +144,10 @@ static int l_bind_port0(lua_State *L)
     if (host == NULL) {
         struct in_addr any4;
         any4.s_addr = htonl(INADDR_ANY);
-        n = 1;
+        n = 0;
         if (tpu_ipv6_available())
-            tpu_set_v6(&t[0], &in6addr_any, 0);
-        else
-            tpu_set_v4(&t[0], &any4, 0);
+            tpu_set_v6(&t[n++], &in6addr_any, 0);
+        tpu_set_v4(&t[n++], &any4, 0);
     } else {
         n = tpu_resolve(host, 0, 1, t, &rc, &err);
         if (n == 0)

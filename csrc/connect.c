@@ -88,6 +88,19 @@ static void tpu_slot_failed(struct tpu_slot *s, int err)
     tpu_slot_finish(s, err == ECONNREFUSED ? SLOT_REFUSED : SLOT_FAILED, err);
 }
 
+/* A pending connect that poll reported: its outcome is in SO_ERROR. */
+static void tpu_slot_settle(struct tpu_slot *s, int reset)
+{
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+        err = errno;
+    if (err == 0)
+        tpu_slot_open(s, reset);
+    else
+        tpu_slot_failed(s, err);
+}
+
 static void tpu_slot_start(struct tpu_slot *s, int reset)
 {
     s->fd = tpu_socket(s->t.sa.ss_family, SOCK_STREAM, 1);
@@ -103,6 +116,7 @@ static void tpu_slot_start(struct tpu_slot *s, int reset)
         tpu_slot_failed(s, errno);
         return;
     }
+#ifdef TPU_CONNECT_ASK
     /* On loopback the handshake is over by the time connect returns
      * EINPROGRESS: asking again answers in one system call (0 once
      * connected, the error once refused, EALREADY while pending) where
@@ -113,19 +127,19 @@ static void tpu_slot_start(struct tpu_slot *s, int reset)
         s->state = SLOT_PENDING;
     else
         tpu_slot_failed(s, errno);
-}
-
-/* A pending connect that poll reported: its outcome is in SO_ERROR. */
-static void tpu_slot_settle(struct tpu_slot *s, int reset)
-{
-    int err = 0;
-    socklen_t len = sizeof err;
-    if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
-        err = errno;
-    if (err == 0)
-        tpu_slot_open(s, reset);
-    else
-        tpu_slot_failed(s, err);
+#else
+    /* The portable way to ask: poll without waiting, then SO_ERROR. */
+    {
+        struct pollfd pfd;
+        pfd.fd = s->fd;
+        pfd.events = POLLOUT;
+        pfd.revents = 0;
+        if (poll(&pfd, 1, 0) == 1)
+            tpu_slot_settle(s, reset);
+        else
+            s->state = SLOT_PENDING;
+    }
+#endif
 }
 
 /* Closes every socket still open; safe to call twice. */

@@ -10,31 +10,16 @@
  * is exported (hosts such as nvim and nginx export thousands of names
  * that would otherwise clash with ours). Each file registers its own
  * functions. */
-#define _GNU_SOURCE
+#include "platform.h" /* first: its feature macros precede every system header */
 
 #include <arpa/inet.h>
-#include <errno.h>
 #include <math.h>
 #include <netdb.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <dirent.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
 
-#include "platform.h"
 #include "compat.h"
-
-#ifdef TPU_LINUX
-#include <linux/inet_diag.h>
-#include <linux/netlink.h>
-#include <linux/sock_diag.h>
-#endif
 
 #include "codes.c"
 #include "checks.c"

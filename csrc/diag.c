@@ -158,7 +158,7 @@ static int tpu_diag_parse(const unsigned char *buf, size_t len, unsigned seq, in
 
 static int tpu_diag_open(int *fd)
 {
-    *fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_SOCK_DIAG);
+    *fd = tpu_socket_of(AF_NETLINK, SOCK_DGRAM, NETLINK_SOCK_DIAG, 1);
     return *fd < 0 ? errno : 0;
 }
 

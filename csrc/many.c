@@ -29,32 +29,6 @@ struct tpu_many {
     struct pollfd *pfd;
 };
 
-/* Descriptors open in this process below limit: /proc/self/fd on Linux,
- * else one fcntl per possible descriptor (called only when the limit is
- * small enough to matter, see tpu_fd_room). -1 where it cannot be told. */
-static long tpu_fds_in_use(long limit)
-{
-    long n = 0;
-#ifdef TPU_LINUX
-    struct dirent *e;
-    DIR *d = opendir("/proc/self/fd");
-    (void)limit;
-    if (d == NULL)
-        return -1;
-    while ((e = readdir(d)) != NULL)
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n - 1; /* the directory's own descriptor */
-#else
-    long fd;
-    for (fd = 0; fd < limit; fd++)
-        if (fcntl((int)fd, F_GETFD) != -1)
-            n++;
-    return n;
-#endif
-}
-
 /* How many sockets may be in flight at once: want, or less where the
  * open-file limit leaves less room. Counting open descriptors is skipped
  * when the limit is far above anything a call could use. */

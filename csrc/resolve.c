@@ -133,7 +133,7 @@ static int tpu_resolve(const char *host, int port, int passive,
         /* glibc calls a name unknown when it could not open /etc/hosts
          * for want of a descriptor: ask the kernel for one to tell. */
         if (*rc != EAI_SYSTEM && !(hints.ai_flags & AI_NUMERICHOST)) {
-            int fd = socket(AF_INET, SOCK_DGRAM, 0);
+            int fd = tpu_socket(AF_INET, SOCK_DGRAM, 0);
             if (fd >= 0)
                 close(fd);
             else if (errno == EMFILE || errno == ENFILE)
@@ -180,13 +180,9 @@ static int tpu_ipv6_available(void)
     return ok;
 }
 
-#if defined(__linux__) && !defined(IP_BIND_ADDRESS_NO_PORT)
-#define IP_BIND_ADDRESS_NO_PORT 24
-#endif
-
 /* Whether t is an address of this machine: it can be bound. 0 (local),
  * EADDRNOTAVAIL (not local), or another errno. The loopbacks are local
- * without asking; for the rest, IP_BIND_ADDRESS_NO_PORT (where it exists)
+ * without asking; for the rest, TPU_BIND_NO_PORT (where it exists)
  * spares the bind the search for a free port. */
 static int tpu_is_local(const struct tpu_target *t)
 {
@@ -199,10 +195,10 @@ static int tpu_is_local(const struct tpu_target *t)
     fd = tpu_socket(t->sa.ss_family, SOCK_STREAM, 0);
     if (fd < 0)
         return errno;
-#ifdef IP_BIND_ADDRESS_NO_PORT
+#ifdef TPU_BIND_NO_PORT
     {
         int one = 1;
-        setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+        setsockopt(fd, IPPROTO_IP, TPU_BIND_NO_PORT, &one, sizeof one);
     }
 #endif
     tpu_set_port(&any, 0);
