@@ -2,7 +2,9 @@
 # Runs the whole busted suite once per named runtime and prints, last, one
 # line "N passed, N failed[, N skipped]" summed from busted's own summaries.
 #   runtimes: 5.1 5.2 5.3 5.4 jit (plain builds), asan (ASan+UBSan core on
-#   5.4, sanitizer runtimes preloaded), valgrind (5.4 under memcheck).
+#   5.4, sanitizer runtimes preloaded), valgrind (5.4 under memcheck),
+#   portable (5.4 against the core built with -DTPU_PORTABLE: every
+#   Linux-only path compiled out).
 # Extra busted arguments can be passed in BUSTED_ARGS.
 set -u
 cd "$(dirname "$0")/.."
@@ -14,6 +16,7 @@ for rt in "$@"; do
   case $rt in
     5.*) interp=lua$rt build=build/$rt ;;
     jit) interp=luajit build=build/jit ;;
+    portable) build=build/portable ;;
     asan)
       build=build/asan soak=30000
       preload="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)" ;;

@@ -9,6 +9,14 @@ H.lua = os.getenv("TPU_LUA") or "lua5.4"
 H.cpath = os.getenv("TPU_CPATH") or "build/5.4/?.so"
 H.root = os.getenv("PWD") or "."
 
+--- The suite runs against the core built with -DTPU_PORTABLE (make
+-- test-portable): every Linux-only path compiled out, so listen mode and
+-- owner answer ENOTSUP; spec/platform_spec.lua holds what they answer.
+H.portable = os.getenv("TPU_RUNTIME") == "portable"
+H.NO_LISTEN_MODE = "the portable build has no listen mode (spec/platform_spec.lua)"
+--- The listen-mode backends this core has: none on the portable build.
+H.listen_backends = H.portable and {} or { "netlink", "proc" }
+
 --- A listening socket on host (default 127.0.0.1), port 0 or the given
 -- one. v6only (for an IPv6 host) sets IPV6_V6ONLY; LuaSocket's default is
 -- true.

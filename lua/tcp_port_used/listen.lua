@@ -11,7 +11,8 @@
 -- once per protocol and Lua state, by asking netlink to find a listener
 -- of our own (core.diag_check): a kernel may have tcp_diag without
 -- udp_diag. TPU_LISTEN_BACKEND=proc or =netlink in the environment forces
--- one.
+-- one. A core built for a system other than Linux has neither:
+-- diag_check answers ENOTSUP, and so does every query here, forced or not.
 local core = require "tcp_port_used.core"
 local verdict = require "tcp_port_used.verdict"
 local words = require "tcp_port_used.words"
@@ -50,12 +51,17 @@ function M.backend(name, proto)
 end
 
 -- The backend to use now for proto, or nil, code where listen mode
--- cannot work.
+-- cannot work. A forced backend is taken only from a core that has listen
+-- mode at all.
 local function choose(proto)
-  local b = forced or chosen[proto]
+  local b = chosen[proto]
   if b then return b end
   local ok, code = core.diag_check(proto)
-  if ok then
+  if code == "ENOTSUP" then
+    return nil, code
+  elseif forced then
+    b = forced
+  elseif ok then
     b = "netlink"
   elseif REFUSED[code] then
     b = "proc"
@@ -108,7 +114,13 @@ end
 function M.outcomes(host, port, proto)
   proto = proto or "tcp"
   local b, code = choose(proto)
-  if not b then return code, host or "127.0.0.1" end
+  if not b then
+    -- no backend: the code stands for host's first address
+    if host == "*" then return code, "*" end
+    local addrs = pack(local_addresses(UNSPECIFIED[host] or host))
+    if addrs[1] == nil then return nil, addrs[2] end
+    return code, addrs[2]
+  end
   if host == "*" then
     local ls, err = listeners(port, port, b, proto)
     if not ls then return err, "*" end

@@ -1,0 +1,172 @@
+-- The platform layer (csrc/platform.h) on every build, and what the
+-- portable build answers: `make test-portable` runs the whole suite against
+-- the core built with -DTPU_PORTABLE, every Linux-only path compiled out,
+-- as it would build on macOS or a BSD.
+local tpu = require "tcp_port_used"
+local core = require "tcp_port_used.core"
+local listen = require "tcp_port_used.listen"
+local H = require "helpers"
+
+-- Whether bit (a power of two) is set in n, without 5.3's operators.
+local function has_bit(n, bit)
+  return math.floor(n / bit) % 2 == 1
+end
+
+-- The file status flags of descriptor fd of this process (octal in
+-- /proc/self/fdinfo; close-on-exec shows there as O_CLOEXEC).
+local function fd_flags(fd)
+  local f = assert(io.open("/proc/self/fdinfo/" .. fd))
+  local s = f:read("*a")
+  f:close()
+  return assert(tonumber(s:match("flags:%s*(%d+)"), 8), s)
+end
+local O_NONBLOCK, O_CLOEXEC = 2048, 524288 -- 04000, 02000000 (Linux)
+
+describe("the platform layer", function()
+  it("gives every probe a non-blocking, close-on-exec socket", function()
+    local b = H.full_backlog()
+    local p = core.start("127.0.0.1", b.port)
+    assert.equals("userdata", type(p), "a connect to a full backlog must be pending")
+    local fds = p:fds()
+    assert.equals(1, #fds)
+    local flags = fd_flags(fds[1])
+    assert.is_true(has_bit(flags, O_NONBLOCK), string.format("flags %o", flags))
+    assert.is_true(has_bit(flags, O_CLOEXEC), string.format("flags %o", flags))
+    p:close()
+    b.close()
+  end)
+
+  -- What the core asks of the kernel, as strace sees it: one refused
+  -- connect and a sleep.
+  it("takes the paths platform.h chose (strace)", function()
+    local _, rc = H.run("strace -o /dev/null true 2>/dev/null")
+    if rc ~= 0 then
+      pending("strace is missing or may not trace here")
+      return
+    end
+    local file = os.tmpname()
+    local out, status = H.run("strace -f -o " .. file ..
+      " -e trace=socket,connect,fcntl,poll,getsockopt,clock_nanosleep,nanosleep,write " ..
+      H.lua_cmd([[
+        local core, socket = require "tcp_port_used.core", require "socket"
+        local r = socket.tcp()
+        assert(r:bind("127.0.0.1", 0))
+        local _, port = r:getsockname()
+        port = tonumber(port)
+        io.stderr:write("BEGIN\n")
+        assert(core.connect("127.0.0.1", port) == false)
+        core.sleep(1)
+        io.stderr:write("END\n")]]) .. " 2>&1")
+    local f = io.open(file)
+    local trace = f and f:read("*a") or ""
+    if f then f:close() end
+    os.remove(file)
+    assert.equals(0, status, out)
+    trace = trace:match("BEGIN.-\n(.*)END")
+    assert.is_string(trace, out)
+    local _, connects = trace:gsub("connect%(", "")
+    if H.portable then
+      -- socket + fcntl, then poll and SO_ERROR; a nanosleep loop
+      assert.matches("socket%(AF_INET, SOCK_STREAM, ", trace)
+      assert.matches("F_SETFD, FD_CLOEXEC", trace, 1, true)
+      assert.matches("O_NONBLOCK", trace, 1, true)
+      assert.equals(1, connects, trace)
+      assert.matches("poll%(", trace)
+      assert.matches("SO_ERROR", trace, 1, true)
+      assert.is_nil(trace:find("TIMER_ABSTIME", 1, true), trace)
+    else
+      -- the flags in socket(), the answer from a second connect(), an
+      -- absolute sleep on the monotonic clock
+      assert.matches("SOCK_STREAM|SOCK_CLOEXEC|SOCK_NONBLOCK", trace, 1, true)
+      assert.is_nil(trace:find("fcntl(", 1, true), trace)
+      assert.equals(2, connects, trace)
+      assert.matches("clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME", trace, 1, true)
+    end
+  end)
+
+  it("has listen mode exactly where it was built for Linux", function()
+    local ok, code = core.diag_check()
+    if H.portable then
+      assert.are.same({ nil, "ENOTSUP" }, { ok, code })
+    else
+      assert.are_not.equal("ENOTSUP", code)
+    end
+  end)
+end)
+
+if not H.portable then return end
+
+describe("the portable build", function()
+  local l = H.each_listener_and_refused(before_each, after_each)
+
+  it("answers listen mode with ENOTSUP for every host form", function()
+    local where = {
+      [false] = "127.0.0.1:" .. l.port,
+      ["127.0.0.1"] = "127.0.0.1:" .. l.port,
+      ["[::1]"] = "[::1]:" .. l.port,
+      localhost = "localhost:" .. l.port .. " (127.0.0.1:" .. l.port .. ")",
+      ["*"] = "*:" .. l.port,
+    }
+    for host, at in pairs(where) do
+      local ok, err, code = tpu.check { port = l.port, host = host or nil, mode = "listen" }
+      assert.is_nil(ok, tostring(host))
+      assert.equals("listen " .. at .. ": listen mode needs Linux (NETLINK_SOCK_DIAG or /proc/net/tcp)", err)
+      assert.equals("ENOTSUP", code)
+    end
+  end)
+
+  it("answers ENOTSUP whichever backend is forced", function()
+    for _, backend in ipairs { "netlink", "proc" } do
+      listen.backend(backend)
+      local ok, err, code = tpu.check { port = l.port, host = "127.0.0.1", mode = "listen" }
+      listen.backend(false)
+      assert.is_nil(ok, backend)
+      assert.equals("listen 127.0.0.1:" .. l.port .. ": listen mode needs Linux (NETLINK_SOCK_DIAG or /proc/net/tcp)",
+        err, backend)
+      assert.equals("ENOTSUP", code, backend)
+    end
+  end)
+
+  it("stops a listen-mode wait at once", function()
+    local t0 = core.now()
+    local ok, err, code = tpu.wait_until_used { port = l.port, mode = "listen", timeout_ms = 5000 }
+    assert.is_nil(ok)
+    assert.matches("listen mode needs Linux", err, 1, true)
+    assert.equals("ENOTSUP", code)
+    ok, err, code = tpu.wait_until_free { port = l.port, mode = "listen", timeout_ms = 5000 }
+    assert.is_nil(ok)
+    assert.matches("listen mode needs Linux", err, 1, true)
+    assert.equals("ENOTSUP", code)
+    assert.is_true(core.now() - t0 < 1000)
+  end)
+
+  it("answers check_many in listen mode and owner with ENOTSUP", function()
+    local ok, err, code = tpu.check_many({ l.port, l.port + 1 }, nil, { mode = "listen" })
+    assert.is_nil(ok)
+    assert.matches("listen mode needs Linux", err, 1, true)
+    assert.equals("ENOTSUP", code)
+    ok, err, code = tpu.owner(l.port)
+    assert.is_nil(ok)
+    assert.matches("listen mode needs Linux", err, 1, true)
+    assert.equals("ENOTSUP", code)
+    ok, err, code = tpu.owner(l.port, "127.0.0.1")
+    assert.is_nil(ok)
+    assert.matches("listen mode needs Linux", err, 1, true)
+    assert.equals("ENOTSUP", code)
+  end)
+
+  it("keeps the core's Linux-only functions, each answering nil, ENOTSUP", function()
+    local calls = {
+      diag_check = {},
+      listen_exact = { "127.0.0.1", l.port },
+      listeners = { 1, 65535 },
+      listen_parse = { "", 1, true },
+      socket_holders = { {} },
+    }
+    for name, a in pairs(calls) do
+      assert.are.same({ nil, "ENOTSUP" }, { core[name]((table.unpack or unpack)(a)) }, name) -- luacheck: ignore 143
+    end
+    -- what listen mode shares with the other modes still works
+    assert.are.same({ true, "127.0.0.1" }, { core.local_addresses("127.0.0.1") })
+  end)
+end)
