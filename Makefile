@@ -27,7 +27,7 @@ incdir_5.3 = /usr/include/lua5.3
 incdir_5.4 = /usr/include/lua5.4
 incdir_jit = /usr/include/luajit-2.1
 
-.PHONY: all deps core test test-asan test-valgrind test-portable check-musl lint demo bench install clean fuzz fuzz-long
+.PHONY: all deps core test test-asan test-valgrind test-portable check-musl rock lint demo bench install clean fuzz fuzz-long
 
 FUZZ_SECONDS ?= 60
 
@@ -101,6 +101,11 @@ test-portable: deps all build/portable/tcp_port_used/core.so build/portable/tcp_
 # The core and exec.c compiled with musl-gcc (Alpine) under -Werror.
 check-musl: deps
 	@sh scripts/check-musl.sh
+
+# Both rockspecs linted; the release's source rock packed (offline) into
+# build/rock/ and installed into a fresh tree on every runtime.
+rock: deps
+	@sh scripts/rock-check.sh
 
 lint: deps
 	luacheck lua spec bench examples bin/tcp-port-used

@@ -34,7 +34,7 @@
 #include "owner.c"
 #include "listen.c"
 
-#define TPU_VERSION "0.1.0"
+#define TPU_VERSION "0.2.0"
 
 __attribute__((visibility("default")))
 int luaopen_tcp_port_used_core(lua_State *L);

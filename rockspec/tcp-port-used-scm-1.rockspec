@@ -19,6 +19,10 @@ description = {
 dependencies = {
    "lua >= 5.1, < 5.5",
 }
+-- The C core builds on POSIX systems: Linux (glibc, musl), macOS and the
+-- BSDs (listen mode and owner need Linux, and say so elsewhere). Not on
+-- Windows: there, tcp_port_used.uv runs on luv without the core (README).
+supported_platforms = { "linux", "macosx", "freebsd", "openbsd", "netbsd" }
 build = {
    type = "builtin",
    modules = {
