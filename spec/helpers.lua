@@ -17,6 +17,14 @@ H.NO_LISTEN_MODE = "the portable build has no listen mode (spec/platform_spec.lu
 --- The listen-mode backends this core has: none on the portable build.
 H.listen_backends = H.portable and {} or { "netlink", "proc" }
 
+--- The whole content of a file.
+function H.slurp(path)
+  local f = assert(io.open(path))
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
 --- A listening socket on host (default 127.0.0.1), port 0 or the given
 -- one. v6only (for an IPv6 host) sets IPV6_V6ONLY; LuaSocket's default is
 -- true.

@@ -7,10 +7,7 @@ local lfs = require "lfs"
 local H = require "helpers"
 
 local function read(path)
-  local f = assert(io.open(H.root .. "/" .. path))
-  local s = f:read("*a")
-  f:close()
-  return s
+  return H.slurp(H.root .. "/" .. path)
 end
 
 -- A rockspec's fields, as LuaRocks reads them (a Lua file of assignments).

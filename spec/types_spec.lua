@@ -7,12 +7,7 @@ local H = require "helpers"
 
 local load_string = loadstring or load -- luacheck: ignore 113
 
-local function slurp(path)
-  local f = assert(io.open(path))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local slurp = H.slurp
 
 local function typed_names(path)
   local names = {}
