@@ -27,7 +27,7 @@ incdir_5.3 = /usr/include/lua5.3
 incdir_5.4 = /usr/include/lua5.4
 incdir_jit = /usr/include/luajit-2.1
 
-.PHONY: all deps core test test-asan test-valgrind test-portable check-musl rock lint demo bench install clean fuzz fuzz-long
+.PHONY: all deps core test test-asan test-valgrind test-portable check-musl rock lint demo bench bench-portable install clean fuzz fuzz-long
 
 FUZZ_SECONDS ?= 60
 
@@ -120,6 +120,11 @@ bench: deps all build/bench/raw_connect
 	@LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/5.4/?.so;;' lua5.4 bench/run.lua
 	@echo
 	@LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/5.4/?.so;;' lua5.4 bench/listen.lua
+
+# The check tables of make bench against the portable core.
+bench-portable: deps all build/portable/tcp_port_used/core.so build/bench/raw_connect
+	@TPU_BENCH_BUILD=portable LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/portable/?.so;;' \
+	  lua5.4 bench/run.lua
 
 # libFuzzer + ASan + UBSan over the core's functions, in a network
 # namespace of its own (fuzzed names and addresses stay on this machine).

@@ -4,7 +4,9 @@
 -- a target is a ratio to a raw C loop measured in the same run, the two
 -- interleaved (raw, lua, raw, lua, ...) and compared by their medians.
 -- Run from the repository root with the module and build/bench/raw_connect
--- built (the Makefile target does both).
+-- built (the Makefile target does both). TPU_BENCH_BUILD=portable (make
+-- bench-portable) measures the core built with -DTPU_PORTABLE instead, and
+-- only its check tables: the rest is the kernel's time, not the core's.
 local tpu = require "tcp_port_used"
 local core = require "tcp_port_used.core"
 local has_socket, socket = pcall(require, "socket")
@@ -16,6 +18,7 @@ local MANY = 1024         -- ports in a check_many
 local MILLION = 1000000   -- probes of the fd and memory test
 
 local now = core.now
+local BUILD = os.getenv("TPU_BENCH_BUILD") or "5.4"
 
 local function median(list)
   local t = {}
@@ -94,6 +97,7 @@ local refused_port = refused[1]
 local free_port = assert(core.bind_port0("127.0.0.1"))
 
 out("tcp-port-used bench: %s", machine())
+if BUILD == "portable" then out("core: build/portable (-DTPU_PORTABLE: every Linux-only path compiled out)") end
 out("loopback; medians of %d interleaved runs; ns per call of %d calls", ROUNDS, N)
 out("")
 out("%-40s %9s %9s %8s  %s", "check", "lua ns", "raw C ns", "ratio", "target")
@@ -127,7 +131,8 @@ local r_any = { port = refused_port, host = H4, mode = "any" }
 row("any, open (vs connect)", function() check(o_any) end, raw_open, "<= 1.15x")
 row("any, refused (vs connect + bind)", function() check(r_any) end,
   function() return raw_refused() + raw("bind", H4, refused_port, N) end, "<= 1.15x")
-if pcall(check, { port = open_port, host = H4, mode = "listen" }) then
+local has_listen, listens = pcall(check, { port = open_port, host = H4, mode = "listen" })
+if has_listen and listens == true then
   local o_listen = { port = open_port, host = H4, mode = "listen" }
   row("listen, open (vs connect, open)", function() check(o_listen) end, raw_open, "<= 0.50x")
 end
@@ -218,6 +223,27 @@ if not has_socket then
   out("  (LuaSocket missing: one refused port probed 1024 times instead of 1024 ports)")
 end
 for _, s in ipairs(held) do s:close() end
+if BUILD == "portable" then
+  -- What the portable paths cost by themselves: the same core call, no
+  -- Lua layer, on this build and on the Linux one, interleaved.
+  local linux = assert(package.loadlib("build/5.4/tcp_port_used/core.so", "luaopen_tcp_port_used_core"))()
+  out("")
+  out("%-40s %9s %9s %8s", "core call, portable vs Linux build", "portable", "linux", "ratio")
+  local function pair(label, call)
+    local p, l = {}, {}
+    for i = 1, ROUNDS do
+      l[i] = per_call(N, function() call(linux) end)
+      p[i] = per_call(N, function() call(core) end)
+    end
+    local pm, lm = median(p), median(l)
+    out("%-40s %s %s %8s", label, fmt_ns(pm), fmt_ns(lm), ratio(pm, lm))
+  end
+  pair("core.connect, open", function(c) c.connect(H4, open_port, 1000, "reset") end)
+  pair("core.connect, refused", function(c) c.connect(H4, refused_port) end)
+  pair("core.bind, free", function(c) c.bind(H4, free_port) end)
+  os.execute("kill " .. server_pid .. " 2>/dev/null")
+  return
+end
 
 ---------------------------------------------------------------------------
 -- SYNs dropped: every probe must wait out its 200 ms, in a namespace of
