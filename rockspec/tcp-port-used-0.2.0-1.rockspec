@@ -10,7 +10,8 @@ description = {
    detailed = [[
       A C Lua module for startup scripts, test harnesses, OpenResty and Neovim:
       check a TCP port (connect, bind or both), and wait until it is used or
-      free, yielding instead of blocking inside coroutines, ngx.sleep in
+      free, or until the server behind it is ready (HTTP, Redis, PostgreSQL,
+      your own exchange; TCP or Unix-domain sockets), yielding instead of blocking inside coroutines, ngx.sleep in
       OpenResty and luv timers in Neovim. Lua 5.1 to 5.4 and LuaJIT.
    ]],
    license = "MIT",
@@ -41,6 +42,14 @@ build = {
       ["tcp_port_used.policy"] = "lua/tcp_port_used/policy.lua",
       ["tcp_port_used.probe"] = "lua/tcp_port_used/probe.lua",
       ["tcp_port_used.transport.core"] = "lua/tcp_port_used/transport/core.lua",
+      ["tcp_port_used.transport.stream"] = "lua/tcp_port_used/transport/stream.lua",
+      ["tcp_port_used.transport.uv"] = "lua/tcp_port_used/transport/uv.lua",
+      ["tcp_port_used.transport.ngx"] = "lua/tcp_port_used/transport/ngx.lua",
+      ["tcp_port_used.ready"] = "lua/tcp_port_used/ready.lua",
+      ["tcp_port_used.ready.http"] = "lua/tcp_port_used/ready/http.lua",
+      ["tcp_port_used.ready.redis"] = "lua/tcp_port_used/ready/redis.lua",
+      ["tcp_port_used.ready.postgres"] = "lua/tcp_port_used/ready/postgres.lua",
+      ["tcp_port_used.version"] = "lua/tcp_port_used/version.lua",
       ["tcp_port_used.core"] = {
          sources = { "csrc/core.c" },
       },
