@@ -369,14 +369,16 @@ describe("tcp-port-used (CLI)", function()
       { "find-free: 2 usage error", 2, function() return "find-free a b" end },
       { "find-free: 2 usage error in the range", 2, function() return "find-free --from 3000 --to 2000" end },
       { "find-free: 2 a probe failed", 2, function() return "find-free 192.0.2.1 --from 2000 --to 2010" end },
-      { "who: 0 held", 0, function() return "who " .. l.port end },
-      { "who: 1 nothing listens", 1, function() return "who " .. r.port end },
+      -- (the portable build has no listen mode: its who says so, with 2)
+      { "who: 0 held", 0, function() return "who " .. l.port end, linux = true },
+      { "who: 1 nothing listens", 1, function() return "who " .. r.port end, linux = true },
       { "who: 2 usage error", 2, function() return "who" end },
       { "who: 2 the kernel could not be asked", 2, function() return "who " .. l.port .. " 192.0.2.1" end },
       { "--help: 0", 0, function() return "--help" end },
       { "--version: 0", 0, function() return "--version" end },
     }
     for _, c in ipairs(cases) do
+      if c.linux and H.portable then c = { c[1] .. " (portable build: 2)", 2, c[3] } end
       it(c[1], function()
         local rc, err, out = status(c[3]())
         assert.equals(c[2], rc, err)
