@@ -239,9 +239,11 @@ describe("tcp-port-used (CLI)", function()
       local out, err, rc = cli("check --udp 127.0.0.1:" .. u.port)
       assert.equals(0, rc, err)
       assert.equals("127.0.0.1:" .. u.port .. "/udp in use\n", out)
-      out, err, rc = cli("check --udp " .. u.port .. " --mode listen")
-      assert.equals(0, rc, err)
-      assert.equals("port " .. u.port .. "/udp in use\n", out)
+      if not H.portable then
+        out, err, rc = cli("check --udp " .. u.port .. " --mode listen")
+        assert.equals(0, rc, err)
+        assert.equals("port " .. u.port .. "/udp in use\n", out)
+      end
       -- the TCP port of the same number is another port
       local _
       _, err, rc = cli("check 127.0.0.1:" .. u.port .. " --mode bind")
@@ -261,7 +263,8 @@ describe("tcp-port-used (CLI)", function()
       assert.matches("waiting up to 10 s for 127.0.0.1:" .. port .. "/udp to be in use", err, 1, true)
       assert.is_true(took >= 250 and took < 9000, "took " .. took)
       local _
-      _, err, rc = cli("wait-free --udp --mode listen 127.0.0.1:" .. port .. " --timeout 10s")
+      _, err, rc = cli("wait-free --udp --mode " .. H.udp_modes[#H.udp_modes] .. " 127.0.0.1:" .. port ..
+        " --timeout 10s")
       H.kill(pid)
       assert.equals(0, rc, err)
       assert.matches("127.0.0.1:" .. port .. "/udp free after", err, 1, true)
@@ -275,6 +278,7 @@ describe("tcp-port-used (CLI)", function()
     end)
 
     it("who --udp names the process that holds a UDP port", function()
+      if H.portable then return pending(H.NO_LISTEN_MODE) end
       local u = H.udp("127.0.0.1")
       local out, _, rc = cli("who --udp " .. u.port)
       assert.equals(0, rc, out)

@@ -16,6 +16,11 @@ H.portable = os.getenv("TPU_RUNTIME") == "portable"
 H.NO_LISTEN_MODE = "the portable build has no listen mode (spec/platform_spec.lua)"
 --- The listen-mode backends this core has: none on the portable build.
 H.listen_backends = H.portable and {} or { "netlink", "proc" }
+--- What a listen-mode check of a port in use answers: true, or nil
+-- (ENOTSUP) on the portable build.
+H.LISTENING = not H.portable or nil
+--- The modes UDP has on this core.
+H.udp_modes = H.portable and { "bind" } or { "bind", "listen" }
 
 --- The whole content of a file.
 function H.slurp(path)

@@ -117,10 +117,12 @@ describe("owner's arguments", function()
   end)
 
   it("takes an options table, and raises its errors at the caller", function()
-    local l = H.listen("127.0.0.1")
-    assert.are.equal(H.pid(), assert(tpu.owner { port = l.port, host = "127.0.0.1" })[1].pid)
-    assert.are.equal("tcp", tpu.owner { port = l.port, proto = "tcp" }[1].proto)
-    l.close()
+    if not H.portable then
+      local l = H.listen("127.0.0.1")
+      assert.are.equal(H.pid(), assert(tpu.owner { port = l.port, host = "127.0.0.1" })[1].pid)
+      assert.are.equal("tcp", tpu.owner { port = l.port, proto = "tcp" }[1].proto)
+      l.close()
+    end
     for _, bad in ipairs { { port = 0 }, { port = 80, proto = "sctp" }, { port = 80, pid = 1 } } do
       local ok, err = pcall(function()
         local r = tpu.owner(bad) -- (not a tail call, so that the caller is this file)

@@ -156,6 +156,25 @@ describe("the portable build", function()
     assert.equals("ENOTSUP", code)
   end)
 
+  it("answers UDP's listen mode and owner with ENOTSUP too; UDP's bind mode works", function()
+    local u = H.udp("127.0.0.1")
+    local ok, err, code = tpu.check { port = u.port, proto = "udp", mode = "listen" }
+    assert.is_nil(ok)
+    assert.equals("listen 127.0.0.1:" .. u.port .. ": listen mode needs Linux (NETLINK_SOCK_DIAG or /proc/net/tcp)",
+      err)
+    assert.equals("ENOTSUP", code)
+    ok, err, code = tpu.check_many({ u.port }, nil, { proto = "udp", mode = "listen" })
+    assert.is_nil(ok)
+    assert.matches("listen mode needs Linux", err, 1, true)
+    assert.equals("ENOTSUP", code)
+    ok, err, code = tpu.owner { port = u.port, proto = "udp" }
+    assert.is_nil(ok)
+    assert.matches("listen mode needs Linux", err, 1, true)
+    assert.equals("ENOTSUP", code)
+    assert.is_true(tpu.check { port = u.port, host = "127.0.0.1", proto = "udp" })
+    u.close()
+  end)
+
   it("keeps the core's Linux-only functions, each answering nil, ENOTSUP", function()
     local calls = {
       diag_check = {},

@@ -135,7 +135,7 @@ T.FIXTURES = {
 
 --- Runs the cross product of t.ports (fixture names) x t.hosts (false:
 -- host omitted) x t.modes (with t.timeout_ms, if given), the same for
--- t.udp_ports in UDP's modes bind and listen, then t.extra
+-- t.udp_ports in UDP's modes (H.udp_modes), then t.extra
 -- (calls whose port is a fixture name or a number), through each kind of
 -- t.kinds. Returns { calls =,
 -- outcomes = { [kind] = list }, missing = { [kind] = why }, ports = }.
@@ -167,7 +167,7 @@ function T.table_run(t)
     end
   end
   cross(t.ports, t.modes)
-  cross(udp_ports, { "bind", "listen" }, "udp")
+  cross(udp_ports, H.udp_modes, "udp")
   for _, e in ipairs(t.extra or {}) do
     add(e.fn or "check", e.port, e.opts, e.label)
   end

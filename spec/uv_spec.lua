@@ -298,7 +298,7 @@ describe("tcp_port_used.uv on luv", function()
       end
     end
 
-    for _, mode in ipairs { "bind", "listen" } do
+    for _, mode in ipairs(H.udp_modes) do
       it("mode " .. mode .. " answers as the core for sockets on each address", function()
         local function same(port, host)
           local o = { port = port, host = host, proto = "udp", mode = mode }
@@ -371,7 +371,7 @@ describe("tcp_port_used.uv on luv", function()
       for _ = 1, 100 do
         assert.is_true(ad.check { port = u.port, proto = "udp" })
         assert.is_false(ad.check { port = free, proto = "udp" })
-        assert.is_true(ad.check { port = u.port, proto = "udp", mode = "listen" })
+        assert.are.equal(H.LISTENING, ad.check { port = u.port, proto = "udp", mode = "listen" })
       end
       uv.run("nowait")
       local after = H.fd_count()
