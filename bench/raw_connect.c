@@ -130,7 +130,7 @@ static int exchanges(int argc, char **argv)
     n = atol(argv[4]);
     if (http)
         req_len = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: %s:%s\r\n"
-                           "User-Agent: tcp-port-used/0.1.0\r\nConnection: close\r\n\r\n",
+                           "User-Agent: tcp-port-used/0.2.0\r\nConnection: close\r\n\r\n",
                            argv[5], argv[2], argv[3]);
     else
         req_len = snprintf(req, sizeof req, "PING\r\n");

@@ -34,7 +34,7 @@ end
 local has_core = pcall(require, "tcp_port_used.core")
 local tpu = has_core and require "tcp_port_used" or nil
 
-local M = { _VERSION = tpu and tpu._VERSION or "0.2.0", has_core = has_core }
+local M = { _VERSION = tpu and tpu._VERSION or require "tcp_port_used.version", has_core = has_core }
 
 local unpack = table.unpack or unpack
 local yield, resume, status = coroutine.yield, coroutine.resume, coroutine.status
