@@ -103,6 +103,7 @@ static void tpu_slot_settle(struct tpu_slot *s, int reset)
 
 static void tpu_slot_start(struct tpu_slot *s, int reset)
 {
+    int err;
     s->fd = tpu_socket(s->t.sa.ss_family, SOCK_STREAM, 1);
     if (s->fd < 0) {
         tpu_slot_failed(s, errno);
@@ -116,30 +117,12 @@ static void tpu_slot_start(struct tpu_slot *s, int reset)
         tpu_slot_failed(s, errno);
         return;
     }
-#ifdef TPU_CONNECT_ASK
-    /* On loopback the handshake is over by the time connect returns
-     * EINPROGRESS: asking again answers in one system call (0 once
-     * connected, the error once refused, EALREADY while pending) where
-     * poll and SO_ERROR would take two. */
-    if (connect(s->fd, (struct sockaddr *)&s->t.sa, s->t.len) == 0 || errno == EISCONN)
-        tpu_slot_open(s, reset);
-    else if (errno == EALREADY || errno == EINPROGRESS)
+    if (!tpu_connect_ask(s->fd, (struct sockaddr *)&s->t.sa, s->t.len, &err))
         s->state = SLOT_PENDING;
+    else if (err == 0)
+        tpu_slot_open(s, reset);
     else
-        tpu_slot_failed(s, errno);
-#else
-    /* The portable way to ask: poll without waiting, then SO_ERROR. */
-    {
-        struct pollfd pfd;
-        pfd.fd = s->fd;
-        pfd.events = POLLOUT;
-        pfd.revents = 0;
-        if (poll(&pfd, 1, 0) == 1)
-            tpu_slot_settle(s, reset);
-        else
-            s->state = SLOT_PENDING;
-    }
-#endif
+        tpu_slot_failed(s, err);
 }
 
 /* Closes every socket still open; safe to call twice. */

@@ -4,9 +4,10 @@
  *
  *   tpu_socket_of()   SOCK_NONBLOCK | SOCK_CLOEXEC where socket() takes
  *                     them (TPU_SOCK_FLAGS), else socket() + fcntl()
- *   TPU_CONNECT_ASK   a second connect() on a pending socket answers its
- *                     outcome (Linux); elsewhere poll() and SO_ERROR do
- *                     (BSD and macOS may answer EISCONN for a refused one)
+ *   tpu_connect_ask() a second connect() on a pending socket answers its
+ *                     outcome (Linux: TPU_CONNECT_ASK); elsewhere poll()
+ *                     and SO_ERROR do (BSD and macOS may answer EISCONN
+ *                     for a refused one)
  *   tpu_sleep_ms()    clock_nanosleep(TIMER_ABSTIME) on the monotonic
  *                     clock where POSIX clock selection is there
  *                     (TPU_ABSTIME_SLEEP), else a nanosleep loop against it
@@ -72,7 +73,9 @@
 #define TPU_ABSTIME_SLEEP 1
 #endif
 
-#if defined(MSG_NOSIGNAL) && !defined(TPU_PORTABLE)
+/* MSG_NOSIGNAL is POSIX (2008), not Linux's: the portable build keeps
+ * it. macOS lacks it and has SO_NOSIGPIPE instead. */
+#if defined(MSG_NOSIGNAL)
 #define TPU_NOSIGPIPE MSG_NOSIGNAL
 #else
 #define TPU_NOSIGPIPE 0
@@ -122,6 +125,40 @@ static int tpu_socket_of(int family, int type, int protocol, int nonblock)
 static int tpu_socket(int family, int type, int nonblock)
 {
     return tpu_socket_of(family, type, 0, nonblock);
+}
+
+/* Whether the outcome of a non-blocking connect of fd to sa, which
+ * said EINPROGRESS, is known without waiting: 1 with *err 0 (connected)
+ * or the error, 0 while it is pending. On loopback the handshake is over
+ * by then: Linux answers a second connect() in one system call (0 once
+ * connected, the error once refused, EALREADY while pending); elsewhere
+ * a poll that does not wait and SO_ERROR tell. */
+static int tpu_connect_ask(int fd, const struct sockaddr *sa, socklen_t len, int *err)
+{
+#ifdef TPU_CONNECT_ASK
+    if (connect(fd, sa, len) == 0 || errno == EISCONN) {
+        *err = 0;
+        return 1;
+    }
+    if (errno == EALREADY || errno == EINPROGRESS || errno == EINTR)
+        return 0;
+    *err = errno;
+    return 1;
+#else
+    struct pollfd pfd;
+    socklen_t elen = sizeof *err;
+    (void)sa;
+    (void)len;
+    pfd.fd = fd;
+    pfd.events = POLLOUT;
+    pfd.revents = 0;
+    if (poll(&pfd, 1, 0) != 1)
+        return 0;
+    *err = 0;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, err, &elen) != 0)
+        *err = errno;
+    return 1;
+#endif
 }
 
 /* Descriptors open in this process, or -1 where it cannot be told. limit

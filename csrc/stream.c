@@ -79,21 +79,16 @@ static int tpu_stream_outcome(lua_State *L, struct tpu_stream *s, int err)
 static int tpu_stream_start(lua_State *L, struct tpu_stream *s, const struct sockaddr *sa,
                             socklen_t len)
 {
+    int err;
     if (connect(s->fd, sa, len) == 0)
         return tpu_stream_outcome(L, s, 0);
     if (errno != EINPROGRESS && errno != EINTR)
         return tpu_stream_outcome(L, s, errno);
-    /* On loopback the handshake is over by the time connect returns
-     * EINPROGRESS: asking again answers in one system call (as
-     * tpu_slot_start does). */
-    if (connect(s->fd, sa, len) == 0 || errno == EISCONN)
-        return tpu_stream_outcome(L, s, 0);
-    if (errno == EALREADY || errno == EINPROGRESS || errno == EINTR) {
-        s->state = STREAM_CONNECTING;
-        lua_pushliteral(L, "pending");
-        return 1;
-    }
-    return tpu_stream_outcome(L, s, errno);
+    if (tpu_connect_ask(s->fd, sa, len, &err))
+        return tpu_stream_outcome(L, s, err);
+    s->state = STREAM_CONNECTING;
+    lua_pushliteral(L, "pending");
+    return 1;
 }
 
 /***
