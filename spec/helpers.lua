@@ -21,14 +21,10 @@ H.listen_backends = H.portable and {} or { "netlink", "proc" }
 H.LISTENING = not H.portable or nil
 --- The modes UDP has on this core.
 H.udp_modes = H.portable and { "bind" } or { "bind", "listen" }
-
---- The whole content of a file.
-function H.slurp(path)
-  local f = assert(io.open(path))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+--- The mode in which specs wait for the servers they start without a
+-- packet reaching them (their logs stay clean): listen, or bind on the
+-- portable build.
+H.quiet_mode = H.portable and "bind" or "listen"
 
 --- A listening socket on host (default 127.0.0.1), port 0 or the given
 -- one. v6only (for an IPv6 host) sets IPV6_V6ONLY; LuaSocket's default is

@@ -122,7 +122,7 @@ function S.pg_start(pg, settings, ready_line)
     pg.log))
   -- listen mode tells when it listens (no connection, nothing logged); the
   -- log tells when it is done starting up
-  pg.listening = tpu.wait_until_used { port = pg.port, host = "127.0.0.1", mode = "listen",
+  pg.listening = tpu.wait_until_used { port = pg.port, host = "127.0.0.1", mode = H.quiet_mode,
                                        timeout_ms = 30000 }
   local line = ready_line == nil and "ready to accept connections" or ready_line
   local up = pg.listening and (not line or S.await(30000, function() return logged(pg.log, line) end))
@@ -141,7 +141,7 @@ function S.pg_stop(pg)
   local ok = true
   if pg.pid then
     H.run("kill -INT " .. pg.pid)
-    ok = tpu.wait_until_free { port = pg.port, host = "127.0.0.1", mode = "listen", timeout_ms = 30000 }
+    ok = tpu.wait_until_free { port = pg.port, host = "127.0.0.1", mode = H.quiet_mode, timeout_ms = 30000 }
     S.await(30000, function() return gone(pg.pid) end)
   end
   if pg.spawned then H.kill(pg.spawned) end
@@ -167,7 +167,7 @@ function S.redis_start(extra, dir, wait_ready)
   H.run("rm -f " .. r.log)
   r.spawned = H.spawn(string.format("exec %s --port %d --bind 127.0.0.1 --dir %s --logfile %s" ..
     " --save '' --appendonly no --daemonize no %s", REDIS, r.port, r.dir, r.log, extra))
-  local listening = tpu.wait_until_used { port = r.port, host = "127.0.0.1", mode = "listen",
+  local listening = tpu.wait_until_used { port = r.port, host = "127.0.0.1", mode = H.quiet_mode,
                                           timeout_ms = 20000 }
   local up = listening and (wait_ready == false or S.await(20000, function()
     return logged(r.log, "Ready to accept connections")
@@ -182,7 +182,7 @@ end
 
 function S.redis_stop(r, keep_dir)
   H.kill(r.spawned)
-  tpu.wait_until_free { port = r.port, host = "127.0.0.1", mode = "listen", timeout_ms = 20000 }
+  tpu.wait_until_free { port = r.port, host = "127.0.0.1", mode = H.quiet_mode, timeout_ms = 20000 }
   if not keep_dir then H.run("rm -rf " .. r.dir) end
 end
 
@@ -277,7 +277,7 @@ function S.nginx_start(conf, vars)
   end)))
   n.spawned = H.spawn(string.format("exec %s -p %s/ -c %s/nginx.conf -e %s/logs/error.log" ..
     " -g 'daemon off;' 2>%s/stderr.log", NGINX, n.prefix, n.prefix, n.prefix, n.prefix))
-  local up = tpu.wait_until_used { port = n.port, host = "127.0.0.1", mode = "listen",
+  local up = tpu.wait_until_used { port = n.port, host = "127.0.0.1", mode = H.quiet_mode,
                                    timeout_ms = 20000 }
   if up then
     -- nginx listens before it writes its pid file
