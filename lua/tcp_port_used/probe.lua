@@ -21,7 +21,6 @@
 local verdict = require "tcp_port_used.verdict"
 local policy = require "tcp_port_used.policy"
 local ready = require "tcp_port_used.ready"
-local words = require "tcp_port_used.words"
 local err_of = require("tcp_port_used.transport.stream").err_of
 
 local answer, any = verdict.answer, verdict.any
@@ -85,9 +84,7 @@ return function(T)
     else
       local code
       list, code = t_resolve(host)
-      if not list then
-        return nil, words.message("resolve", host or "localhost", code), code, "resolve"
-      end
+      if not list then return answer("connect", host, port, ipv6, nil, code) end
     end
     local exchange = o.exchange
     if exchange == nil and o.ready then

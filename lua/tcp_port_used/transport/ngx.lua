@@ -48,19 +48,29 @@ local CODES = {
   ["closed"] = "ECONNRESET",
 }
 
+-- The code of a cosocket's error text (false: refused).
+local function code_of(err)
+  local code = CODES[err]
+  if code == nil then return "EUNKNOWN" end
+  return code
+end
+
+-- Connects sock to address:port (an IPv6 literal in brackets).
+local function connect_to(sock, address, port)
+  return sock:connect(address:find(":", 1, true) and "[" .. address .. "]" or address, port)
+end
+
 -- One cosocket connect: true, false (refused) or a code.
 local function cosocket(address, port, budget)
   local sock = ngx.socket.tcp()
   sock:settimeout(max(1, ceil(budget)))
-  local ok, err = sock:connect(address:find(":", 1, true) and "[" .. address .. "]" or address, port)
+  local ok, err = connect_to(sock, address, port)
   if ok then
     -- an ordinary close (FIN): the server logs nothing
     sock:close()
     return true
   end
-  local code = CODES[err]
-  if code == nil then return "EUNKNOWN" end
-  return code
+  return code_of(err)
 end
 
 local function pack(...)
@@ -97,12 +107,6 @@ local function left_ms(deadline)
   local left = deadline - now()
   if left <= 0 then return nil end
   return max(1, ceil(left))
-end
-
-local function code_of(err)
-  local code = CODES[err]
-  if code == nil then return "EUNKNOWN" end
-  return code
 end
 
 local Cosocket = stream.class {
@@ -159,7 +163,7 @@ function M.open(address, port, unix, deadline, sleep)
   if unix then
     ok, err = sock:connect("unix:" .. unix)
   else
-    ok, err = sock:connect(address:find(":", 1, true) and "[" .. address .. "]" or address, port)
+    ok, err = connect_to(sock, address, port)
   end
   if not ok then
     if err == "connection refused" then return nil, false end
