@@ -27,7 +27,7 @@ incdir_5.3 = /usr/include/lua5.3
 incdir_5.4 = /usr/include/lua5.4
 incdir_jit = /usr/include/luajit-2.1
 
-.PHONY: all deps core test test-asan test-valgrind test-portable check-musl rock lint demo bench bench-portable install clean fuzz fuzz-long
+.PHONY: all deps core docs test test-asan test-valgrind test-portable check-musl rock lint demo bench bench-portable install clean fuzz fuzz-long
 
 FUZZ_SECONDS ?= 60
 
@@ -36,6 +36,11 @@ all: $(foreach r,$(RUNTIMES),build/$(r)/tcp_port_used/core.so build/$(r)/tcp_por
 
 deps:
 	@sh scripts/deps.sh
+
+# types/, docs/api.md and the CLI's help, rendered from the one declaration
+# lua/tcp_port_used/api.lua (spec/docs_spec.lua fails when they are stale).
+docs:
+	$(LUA) scripts/docgen.lua
 
 # The core for one runtime, for `make install` and LuaRocks-like builds.
 core: tcp_port_used/core.so tcp_port_used/exec.so

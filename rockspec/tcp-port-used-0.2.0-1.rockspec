@@ -50,6 +50,8 @@ build = {
       ["tcp_port_used.ready.redis"] = "lua/tcp_port_used/ready/redis.lua",
       ["tcp_port_used.ready.postgres"] = "lua/tcp_port_used/ready/postgres.lua",
       ["tcp_port_used.version"] = "lua/tcp_port_used/version.lua",
+      ["tcp_port_used.api"] = "lua/tcp_port_used/api.lua",
+      ["tcp_port_used.cli_help"] = "lua/tcp_port_used/cli_help.lua",
       ["tcp_port_used.core"] = {
          sources = { "csrc/core.c" },
       },

@@ -32,10 +32,46 @@ describe("tcp-port-used (CLI)", function()
     assert.matches("^Usage: tcp%-port%-used COMMAND", out)
     for _, s in ipairs { "check", "wait-used", "wait-free", "find-free", "--timeout", "--retry",
                          "--quiet", "--mode", "listen", "--udp", "who PORT", "Exit status",
-                         "1  free (check, who), timed out" } do
+                         "timed out (wait-used, wait-free)" } do
       assert.matches(s, out, 1, true)
     end
-    assert.equals(out, (cli("check -h")))
+    assert.equals(require("tcp_port_used.cli_help").main, out)
+  end)
+
+  it("help CMD and CMD --help print that command's help, the generated text", function()
+    local texts = require("tcp_port_used.cli_help").commands
+    for _, name in ipairs { "check", "wait-used", "wait-free", "find-free", "who" } do
+      local out, err, rc = cli("help " .. name)
+      assert.equals(0, rc, err)
+      assert.matches("^Usage: tcp%-port%-used " .. name:gsub("%-", "%%-") .. " ", out)
+      assert.equals(texts[name], out)
+      assert.equals(out, (cli(name .. " --help")))
+      assert.equals(out, (cli(name .. " -h")))
+    end
+    assert.matches("--timeout TIME, -t TIME", (cli("help check")), 1, true)
+    assert.not_matches("--from", (cli("help check")), 1, true)
+    local _, err, rc = cli("help no-such-command")
+    assert.equals(2, rc)
+    assert.matches("no help on 'no-such-command'", err, 1, true)
+  end)
+
+  it("--help, help CMD and --version work without the C core", function()
+    local nocore = string.format("LUA_PATH=%s LUA_CPATH=%s ",
+      H.quote(H.root .. "/lua/?.lua;" .. H.root .. "/lua/?/init.lua;;"), H.quote("/nonexistent/?.so")) ..
+      H.lua_exec() .. " " .. H.quote(H.root .. "/bin/tcp-port-used")
+    local out, rc = H.run(nocore .. " --version 2>&1")
+    assert.equals(0, rc, out)
+    assert.equals("tcp-port-used " .. core._VERSION .. "\n", out)
+    out, rc = H.run(nocore .. " --help 2>&1")
+    assert.equals(0, rc, out)
+    assert.equals(require("tcp_port_used.cli_help").main, out)
+    out, rc = H.run(nocore .. " help who 2>&1")
+    assert.equals(0, rc, out)
+    assert.matches("^Usage: tcp%-port%-used who", out)
+    -- the core is really missing there: a probe cannot run
+    out, rc = H.run(nocore .. " check 1 2>&1")
+    assert.equals(2, rc, out)
+    assert.matches("cannot load the Lua module tcp_port_used", out, 1, true)
   end)
 
   it("--version prints the version and exits 0", function()

@@ -2,6 +2,8 @@
 -- (the core module, the adapters, the CLI), so that a bad argument gets
 -- the same message wherever it is passed.
 local quote = require("tcp_port_used.words").quote
+-- Names, defaults and allowed values: declared once, in api.lua.
+local api = require "tcp_port_used.api"
 
 local M = {}
 
@@ -74,19 +76,33 @@ local function one_of(list)
   return set, table.concat(list, ", ")
 end
 
-local MODES, MODE_LIST = one_of { "connect", "bind", "any", "listen" }
-local CLOSES, CLOSE_LIST = one_of { "auto", "graceful", "reset" }
-local PROTOS, PROTO_LIST = one_of { "tcp", "udp" }
+local MODES, MODE_LIST = one_of(api.MODES)
+local CLOSES, CLOSE_LIST = one_of(api.CLOSES)
+local PROTOS, PROTO_LIST = one_of(api.PROTOS)
 
 -- The modes that can probe UDP. A connect probe (modes connect and any)
 -- cannot: UDP has no handshake whose answer it could observe, and the
 -- datagram it would send would reach the server.
-local UDP_MODES = { bind = true, listen = true }
+local UDP_MODES = one_of(api.UDP_MODES)
+
+-- The defaults, read once here (args.check runs on every check).
+local function declared(set, name)
+  for _, o in ipairs(api.options[set][1]) do
+    if o.name == name then return o end
+  end
+  error("api.lua declares no option " .. set .. "." .. name)
+end
+local CHECK_TIMEOUT = declared("check", "timeout_ms").default
+local WAIT_TIMEOUT = declared("wait", "timeout_ms").default
+local ATTEMPT_MS = declared("wait", "attempt_ms").default
+local YIELD = declared("wait", "yield").default
+local MODE, UDP_MODE = declared("check", "mode").default, declared("check", "mode").default_udp
+local CLOSE, PROTO = declared("check", "close").default, declared("check", "proto").default
 local UDP_WHY = "mode must be bind or listen with proto udp (a connect probe has no " ..
   "handshake to observe over UDP, and its datagram would reach the server)"
 
 function M.proto(fname, argn, v)
-  if v == nil then return "tcp" end
+  if v == nil then return PROTO end
   if not PROTOS[v] then fail(fname, argn, "proto must be one of " .. PROTO_LIST, v) end
   return v
 end
@@ -95,14 +111,14 @@ end
 -- and "bind" for UDP: the one probe of a UDP port that works everywhere
 -- (luv without the C core, systems without listen mode).
 function M.mode(fname, argn, v, proto)
-  if v == nil then return proto == "udp" and "bind" or "connect" end
+  if v == nil then return proto == "udp" and UDP_MODE or MODE end
   if not MODES[v] then fail(fname, argn, "mode must be one of " .. MODE_LIST, v) end
   if proto == "udp" and not UDP_MODES[v] then fail(fname, argn, UDP_WHY, v) end
   return v
 end
 
 function M.close(fname, argn, v)
-  if v == nil then return "auto" end
+  if v == nil then return CLOSE end
   if not CLOSES[v] then fail(fname, argn, "close must be one of " .. CLOSE_LIST, v) end
   return v
 end
@@ -138,14 +154,7 @@ function M.known(fname, argn, opts, allowed)
   return readiness
 end
 
--- The options of readiness probes, in the key sets as "ready".
-local READY_KEYS = { "ready", "path", "status", "user", "database", "unix" }
-local function with_ready(keys)
-  for _, k in ipairs(READY_KEYS) do keys[k] = "ready" end
-  return keys
-end
-
-local KINDS, KIND_LIST = one_of(require("tcp_port_used.ready").KINDS)
+local KINDS, KIND_LIST = one_of(api.READY_KINDS)
 -- What each readiness option needs, and the longest string it takes.
 local OPTION_OF = { path = "http", status = "http", user = "postgres", database = "postgres" }
 local MAX_PATH, MAX_NAME = 8192, 1024
@@ -222,20 +231,15 @@ function M.readiness(fname, t, o)
 end
 
 -- The keys of every options table, by the function that takes it (the
--- adapters' check, waits and on_used/on_free take the same): one list,
--- which spec/types_spec.lua holds types/ to. Readiness keys are "ready".
-M.OPTIONS = {
-  check = with_ready { port = true, host = true, timeout_ms = true, mode = true, close = true,
-                      proto = true },
-  wait = with_ready {
-    port = true, ports = true, host = true, in_use = true, retry_ms = true, timeout_ms = true,
-    attempt_ms = true, mode = true, close = true, sleep = true, on_retry = true, yield = true,
-    proto = true,
-  },
-  check_many = { timeout_ms = true, mode = true, close = true, max_inflight = true, proto = true },
-  find_free = { host = true, from = true, to = true, exclude = true, proto = true },
-  owner = { port = true, host = true, proto = true },
-}
+-- adapters' check, waits and on_used/on_free take the same), as api.lua
+-- declares them. Readiness keys (ready, path, status, user, database,
+-- unix) are "ready".
+M.OPTIONS = {}
+for set, decl in pairs(api.options) do
+  local keys = {}
+  for _, o in ipairs(decl[1]) do keys[o.name] = o.ready and "ready" or true end
+  M.OPTIONS[set] = keys
+end
 local READY_CHECK_KEYS, WAIT_KEYS = M.OPTIONS.check, M.OPTIONS.wait
 -- A check's plain keys: any other sends it down the readiness path.
 local CHECK_KEYS = {}
@@ -263,17 +267,17 @@ function M.check(fname, a, b, into)
     if host ~= nil and (type(host) ~= "string" or #host == 0 or #host > 1024
         or find(host, "\0", 1, true)) then M.host(fname, 1, host) end
     if timeout == nil then
-      timeout = 1000
+      timeout = CHECK_TIMEOUT
     elseif type(timeout) ~= "number" or timeout < 0 or timeout == math.huge or timeout ~= timeout then
       M.ms(fname, 1, timeout, "timeout_ms")
     end
-    if proto == nil then proto = "tcp" elseif not PROTOS[proto] then M.proto(fname, 1, proto) end
+    if proto == nil then proto = PROTO elseif not PROTOS[proto] then M.proto(fname, 1, proto) end
     if mode == nil then
-      mode = proto == "udp" and "bind" or "connect"
+      mode = proto == "udp" and UDP_MODE or MODE
     elseif not MODES[mode] or proto == "udp" and not UDP_MODES[mode] then
       M.mode(fname, 1, mode, proto)
     end
-    if close == nil then close = "auto" elseif not CLOSES[close] then M.close(fname, 1, close) end
+    if close == nil then close = CLOSE elseif not CLOSES[close] then M.close(fname, 1, close) end
     if readiness then
       -- a table of its own: `into` is reused by plain checks, which must
       -- not see readiness options
@@ -283,7 +287,7 @@ function M.check(fname, a, b, into)
       return o
     end
   else
-    port, host, timeout, mode, close, proto = a, M.host(fname, 2, b), 1000, "connect", "auto", "tcp"
+    port, host, timeout, mode, close, proto = a, M.host(fname, 2, b), CHECK_TIMEOUT, MODE, CLOSE, PROTO
   end
   if not (type(port) == "number" and port % 1 == 0 and port >= 1 and port <= 65535) then
     M.port(fname, 1, port)
@@ -299,7 +303,7 @@ function M.owner(fname, a, b)
     M.known(fname, 1, a, M.OPTIONS.owner)
     return M.port(fname, 1, a.port), M.host(fname, 1, a.host), M.proto(fname, 1, a.proto)
   end
-  return M.port(fname, 1, a), M.host(fname, 2, b), "tcp"
+  return M.port(fname, 1, a), M.host(fname, 2, b), PROTO
 end
 
 --- Normalizes the options table of a wait; `in_use` is forced by the
@@ -328,14 +332,14 @@ function M.wait_table(fname, t, in_use)
     o.in_use = in_use
   end
   o.retry_ms = M.ms(fname, 1, t.retry_ms, "retry_ms", nil)
-  o.timeout_ms = M.ms(fname, 1, t.timeout_ms, "timeout_ms", 2000)
-  o.attempt_ms = M.ms(fname, 1, t.attempt_ms, "attempt_ms", 1000)
+  o.timeout_ms = M.ms(fname, 1, t.timeout_ms, "timeout_ms", WAIT_TIMEOUT)
+  o.attempt_ms = M.ms(fname, 1, t.attempt_ms, "attempt_ms", ATTEMPT_MS)
   o.proto = M.proto(fname, 1, t.proto)
   o.mode = M.mode(fname, 1, t.mode, o.proto)
   o.close = M.close(fname, 1, t.close)
   o.sleep = M.func(fname, 1, t.sleep, "sleep")
   o.on_retry = M.func(fname, 1, t.on_retry, "on_retry")
-  o.yield = M.boolean(fname, 1, t.yield, "yield", true)
+  o.yield = M.boolean(fname, 1, t.yield, "yield", YIELD)
   if readiness then M.readiness(fname, t, o) end
   return o
 end
@@ -345,7 +349,7 @@ end
 -- in_use the function takes positionally.
 function M.wait_positional(fname, in_use, takes_host, takes_in_use, ...)
   local args, n = { ... }, 1
-  local o = { attempt_ms = 1000, mode = "connect", close = "auto", yield = true, proto = "tcp" }
+  local o = { attempt_ms = ATTEMPT_MS, mode = MODE, close = CLOSE, yield = YIELD, proto = PROTO }
   o.ports = { M.port(fname, n, args[n]) }
   n = n + 1
   if takes_host then
@@ -359,7 +363,7 @@ function M.wait_positional(fname, in_use, takes_host, takes_in_use, ...)
     o.in_use = in_use
   end
   o.retry_ms = M.ms(fname, n, args[n], "retry_ms", nil)
-  o.timeout_ms = M.ms(fname, n + 1, args[n + 1], "timeout_ms", 2000)
+  o.timeout_ms = M.ms(fname, n + 1, args[n + 1], "timeout_ms", WAIT_TIMEOUT)
   return o
 end
 

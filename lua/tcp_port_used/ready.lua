@@ -13,7 +13,6 @@ local BUILT_IN = {
   redis = require "tcp_port_used.ready.redis",
   postgres = require "tcp_port_used.ready.postgres",
 }
-M.KINDS = { "http", "redis", "postgres" }
 
 --- The exchange for normalized options o (args.lua): function(s, port).
 function M.exchange(o)
