@@ -1,9 +1,12 @@
--- types/ (LuaLS definitions) keeps up with the code: every public function
--- of each module table has an entry in its types file, and every entry
--- names a function that exists. The modules are loaded for real and their
--- tables enumerated; the adapters where their runtime is (nginx for
--- tcp_port_used.ngx).
+-- types/ (LuaLS definitions, generated from lua/tcp_port_used/api.lua by
+-- `make docs`) keeps up with the code: every public function of each
+-- module table has an entry in its types file, and every entry names a
+-- function that exists, but for those api.lua declares as planned (the
+-- work of another issue, not merged yet). The modules are loaded for real
+-- and their tables enumerated; the adapters where their runtime is (nginx
+-- for tcp_port_used.ngx).
 local H = require "helpers"
+local api = require "tcp_port_used.api"
 
 local load_string = loadstring or load -- luacheck: ignore 113
 
@@ -30,11 +33,25 @@ local function sorted(set)
   return list
 end
 
+-- The functions api.lua declares for the module of types file path that
+-- another issue adds.
+local function planned(path)
+  local set = {}
+  for _, mod in ipairs(api.modules) do
+    if mod.file == path then
+      for _, f in ipairs(mod.funcs) do
+        if f.planned then set[f.name] = true end
+      end
+    end
+  end
+  return set
+end
+
 local function compare(names, path)
   local typed = typed_names(H.root .. "/" .. path)
-  local untyped, missing = {}, {}
+  local untyped, missing, later = {}, {}, planned(path)
   for k in pairs(names) do if not typed[k] then untyped[#untyped + 1] = k end end
-  for k in pairs(typed) do if not names[k] then missing[#missing + 1] = k end end
+  for k in pairs(typed) do if not names[k] and not later[k] then missing[#missing + 1] = k end end
   table.sort(untyped)
   table.sort(missing)
   assert.same({}, untyped, "public functions without an entry in " .. path)
@@ -137,13 +154,8 @@ describe("types/", function()
   -- Each options table of args.OPTIONS is a class of types/tcp_port_used.lua
   -- whose fields are exactly its keys (whole names: `port` is not typed
   -- by `ports`).
-  local CLASSES = {
-    check = "tcp_port_used.check_opts",
-    wait = "tcp_port_used.wait_opts",
-    check_many = "tcp_port_used.many_opts",
-    find_free = "tcp_port_used.find_free_opts",
-    owner = "tcp_port_used.owner_opts",
-  }
+  local CLASSES = {}
+  for set, decl in pairs(api.options) do CLASSES[set] = decl.class end
 
   local function class_fields(src)
     local classes, current = {}, nil
