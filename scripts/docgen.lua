@@ -119,16 +119,23 @@ local function lls_module(mod, first)
       out[#out + 1] = "\n---The options of " .. set .. ".\n---@class " .. o.class .. "\n"
       for _, f in ipairs(o[1]) do out[#out + 1] = lls_field(f) end
     end
+    for _, g in ipairs(api.groups) do
+      local var = g.class:match("([%w_]+)$")
+      out[#out + 1] = "\n" .. lls_desc(g.desc) .. "---@class " .. g.class .. "\nlocal " .. var .. " = {}\n"
+      for _, f in ipairs(g.funcs) do out[#out + 1] = "\n" .. lls_function(var, ".", f) end
+    end
   else
-    out[#out + 1] = "-- The option tables and aliases are those of types/tcp_port_used.lua.\n"
+    out[#out + 1] = "-- The option tables, aliases and the functions it shares with tcp_port_used\n" ..
+      "-- are those of types/tcp_port_used.lua.\n"
   end
-  out[#out + 1] = "\n" .. lls_desc(mod.desc) .. "---@class " .. mod.name .. "\n"
+  local parents = {}
+  for i, g in ipairs(mod.groups) do parents[i] = g.class end
+  out[#out + 1] = "\n" .. lls_desc(mod.desc) .. "---@class " .. mod.name ..
+    (#parents > 0 and ": " .. table.concat(parents, ", ") or "") .. "\n"
   for _, f in ipairs(mod.fields) do out[#out + 1] = lls_field(f) end
   out[#out + 1] = "local M = {}\n"
-  for _, f in ipairs(mod.funcs) do
-    check_codes(mod.name .. "." .. f.name, f.codes)
-    out[#out + 1] = "\n" .. lls_function("M", ".", f)
-  end
+  for _, f in ipairs(mod.funcs) do check_codes(mod.name .. "." .. f.name, f.codes) end
+  for _, f in ipairs(mod.own) do out[#out + 1] = "\n" .. lls_function("M", ".", f) end
   out[#out + 1] = "\nreturn M\n"
   return table.concat(out)
 end
@@ -171,10 +178,10 @@ local function md_returns(f)
   return head .. "\n\n" .. table.concat(out, "\n") .. "\n"
 end
 
-local function anchor(name) return "fn-" .. name:gsub("[^%w]", "-") end
+local function anchor(f) return "fn-" .. (f.id or f.name):gsub("[^%w]", "-") end
 
 local function md_function(prefix, f)
-  local out = { '<a id="' .. anchor(f.name) .. '"></a>\n### `' .. signature(prefix, f, f.params) .. "`\n" }
+  local out = { '<a id="' .. anchor(f) .. '"></a>\n### `' .. signature(prefix, f, f.params) .. "`\n" }
   for _, ov in ipairs(f.overloads or {}) do
     out[#out + 1] = "also `" .. signature(prefix, f, ov) .. "`\n"
   end
@@ -213,7 +220,7 @@ local function md_api()
     local refs = {}
     for _, f in ipairs(mod.funcs) do
       if done[f] then
-        refs[#refs + 1] = "[`" .. f.name .. "`](#" .. anchor(f.name) .. ") (as in `" .. done[f] .. "`)"
+        refs[#refs + 1] = "[`" .. f.name .. "`](#" .. anchor(f) .. ") (as in `" .. done[f] .. "`)"
       else
         done[f] = mod.name
         out[#out + 1] = "\n" .. md_function(mod.name .. ".", f)

@@ -12,9 +12,22 @@ local load_string = loadstring or load -- luacheck: ignore 113
 
 local slurp = H.slurp
 
+-- The functions typed for the module of path: its own (function M.x) and
+-- those of the classes its class inherits (`---@class tcp_port_used.uv:
+-- tcp_port_used.probing, ...`), which types/tcp_port_used.lua defines.
 local function typed_names(path)
+  local src = slurp(path)
   local names = {}
-  for name in slurp(path):gmatch("\nfunction M%.([%w_]+)%(") do names[name] = true end
+  for name in src:gmatch("\nfunction M%.([%w_]+)%(") do names[name] = true end
+  local parents = src:match("\n%-%-%-@class [%w_.]+: ([^\n]+)")
+  if parents then
+    local main = slurp(H.root .. "/types/tcp_port_used.lua")
+    for parent in parents:gmatch("[%w_.]+") do
+      local var = main:match("\n%-%-%-@class " .. parent:gsub("%.", "%%.") .. "\nlocal ([%w_]+) = {}\n")
+      assert(var, "types/tcp_port_used.lua defines no class " .. parent)
+      for name in main:gmatch("\nfunction " .. var .. "%.([%w_]+)%(") do names[name] = true end
+    end
+  end
   return names
 end
 

@@ -187,11 +187,10 @@ function stream:receive(pattern) end
 ---@field proto? "tcp"|"udp"|"any" what counts as a listener (default "tcp")
 ---@field interval_ms? number between looks; nil: as a wait's default interval
 
----Is something listening on this TCP (or UDP) port, and wait until it is, or
----until it is free.
----@class tcp_port_used
----@field _VERSION string
-local M = {}
+---What tcp_port_used and both adapters share, with the same arguments and
+---answers: check, the five waits, explain and wait_for_listeners.
+---@class tcp_port_used.probing
+local probing = {}
 
 ---Is something listening on the port? `true` in use, `false` free (every
 ---address refused), `nil, err, code` when it cannot be told: an error is
@@ -203,7 +202,7 @@ local M = {}
 ---@return string? err the error, or the reason a server is not ready
 ---@return string? code on failure: the error code
 ---@overload fun(opts: tcp_port_used.check_opts): boolean|nil, string?, string?
-function M.check(port, host) end
+function probing.check(port, host) end
 
 ---Waits until the port is in use (or ready). The first probe runs at once;
 ---transient errors are retried, an error retrying cannot mend ends the wait
@@ -216,7 +215,7 @@ function M.check(port, host) end
 ---@return string? last_err after a timeout: the last error, or the reason of the last "not ready"
 ---@return string? code the error code (see Error codes)
 ---@overload fun(opts: tcp_port_used.wait_opts): true|nil, string?, string?, string?
-function M.wait_until_used(port, retry_ms, timeout_ms) end
+function probing.wait_until_used(port, retry_ms, timeout_ms) end
 
 ---Waits until the port is free; returns as wait_until_used.
 ---@param port integer 1..65535
@@ -227,7 +226,7 @@ function M.wait_until_used(port, retry_ms, timeout_ms) end
 ---@return string? last_err after a timeout: the last error, or the reason of the last "not ready"
 ---@return string? code the error code (see Error codes)
 ---@overload fun(opts: tcp_port_used.wait_opts): true|nil, string?, string?, string?
-function M.wait_until_free(port, retry_ms, timeout_ms) end
+function probing.wait_until_free(port, retry_ms, timeout_ms) end
 
 ---wait_until_used on a given host.
 ---@param port integer 1..65535
@@ -239,7 +238,7 @@ function M.wait_until_free(port, retry_ms, timeout_ms) end
 ---@return string? last_err after a timeout: the last error, or the reason of the last "not ready"
 ---@return string? code the error code (see Error codes)
 ---@overload fun(opts: tcp_port_used.wait_opts): true|nil, string?, string?, string?
-function M.wait_until_used_on_host(port, host, retry_ms, timeout_ms) end
+function probing.wait_until_used_on_host(port, host, retry_ms, timeout_ms) end
 
 ---wait_until_free on a given host.
 ---@param port integer 1..65535
@@ -251,7 +250,7 @@ function M.wait_until_used_on_host(port, host, retry_ms, timeout_ms) end
 ---@return string? last_err after a timeout: the last error, or the reason of the last "not ready"
 ---@return string? code the error code (see Error codes)
 ---@overload fun(opts: tcp_port_used.wait_opts): true|nil, string?, string?, string?
-function M.wait_until_free_on_host(port, host, retry_ms, timeout_ms) end
+function probing.wait_until_free_on_host(port, host, retry_ms, timeout_ms) end
 
 ---Waits until the port is in use (`in_use` true) or free (false).
 ---@param port integer 1..65535
@@ -264,7 +263,53 @@ function M.wait_until_free_on_host(port, host, retry_ms, timeout_ms) end
 ---@return string? last_err after a timeout: the last error, or the reason of the last "not ready"
 ---@return string? code the error code (see Error codes)
 ---@overload fun(opts: tcp_port_used.wait_opts): true|nil, string?, string?, string?
-function M.wait_for_status(port, host, in_use, retry_ms, timeout_ms) end
+function probing.wait_for_status(port, host, in_use, retry_ms, timeout_ms) end
+
+---Why a port is (not) ready: the kernel's tables (local hosts) and one probe,
+---as one table. Never raises for a runtime failure: the state `error` and
+---`probe` say what failed.
+---@param port integer 1..65535
+---@param host? string nil: 127.0.0.1 and ::1
+---@return tcp_port_used.explanation explanation
+---@overload fun(opts: tcp_port_used.explain_opts): tcp_port_used.explanation
+function probing.explain(port, host) end
+
+---Waits until the process tree holds `count` listeners (or every port of
+---`ports`), yielding as the waits do; ends at once when the process exits.
+---@param opts tcp_port_used.wait_for_listeners_opts
+---@return tcp_port_used.listener[]|nil listeners
+---@return string? err on failure: what and where ("connect db:5432: host unreachable")
+---@return string? code on failure: the error code (see Error codes)
+function probing.wait_for_listeners(opts) end
+
+---The callback forms of both adapters: the wait runs on the host's loop, the
+---callback once.
+---@class tcp_port_used.callbacks
+local callbacks = {}
+
+---Waits until the port is in use without blocking, then calls cb once, from
+---the host's loop and never before on_used has returned, with what
+---wait_until_used would return.
+---@param port integer 1..65535
+---@param opts tcp_port_used.wait_opts|nil
+---@param cb tcp_port_used.callback
+---@return true? started ngx: true, or nil, err when nginx refuses the timer
+---@overload fun(opts: tcp_port_used.wait_opts, cb: tcp_port_used.callback): true?
+function callbacks.on_used(port, opts, cb) end
+
+---As on_used, until the port is free.
+---@param port integer 1..65535
+---@param opts tcp_port_used.wait_opts|nil
+---@param cb tcp_port_used.callback
+---@return true? started ngx: true, or nil, err when nginx refuses the timer
+---@overload fun(opts: tcp_port_used.wait_opts, cb: tcp_port_used.callback): true?
+function callbacks.on_free(port, opts, cb) end
+
+---Is something listening on this TCP (or UDP) port, and wait until it is, or
+---until it is free.
+---@class tcp_port_used: tcp_port_used.probing
+---@field _VERSION string
+local M = {}
 
 ---Runs functions or suspended coroutines concurrently (each wait inside them
 ---yields), sleeping until the earliest is due. Returns one table per argument
@@ -315,15 +360,6 @@ function M.find_free(opts) end
 ---@overload fun(opts: tcp_port_used.owner_opts): tcp_port_used.owner[]|nil, string?, string?
 function M.owner(port, host) end
 
----Why a port is (not) ready: the kernel's tables (local hosts) and one probe,
----as one table. Never raises for a runtime failure: the state `error` and
----`probe` say what failed.
----@param port integer 1..65535
----@param host? string nil: 127.0.0.1 and ::1
----@return tcp_port_used.explanation explanation
----@overload fun(opts: tcp_port_used.explain_opts): tcp_port_used.explanation
-function M.explain(port, host) end
-
 ---The listening TCP sockets (bound UDP sockets for "udp") held by a process
 ---and, with `tree`, its descendants. Linux (sock_diag and /proc/PID/fd).
 ---@param opts tcp_port_used.listeners_opts
@@ -331,13 +367,5 @@ function M.explain(port, host) end
 ---@return string? err on failure: what and where ("connect db:5432: host unreachable")
 ---@return string? code on failure: the error code (see Error codes)
 function M.listeners(opts) end
-
----Waits until the process tree holds `count` listeners (or every port of
----`ports`), yielding as the waits do; ends at once when the process exits.
----@param opts tcp_port_used.wait_for_listeners_opts
----@return tcp_port_used.listener[]|nil listeners
----@return string? err on failure: what and where ("connect db:5432: host unreachable")
----@return string? code on failure: the error code (see Error codes)
-function M.wait_for_listeners(opts) end
 
 return M

@@ -443,26 +443,57 @@ local function fns(...)
   return out
 end
 
+-- luv's run drives tasks on the loop: functions only (a coroutine of the
+-- caller's is resumed by the loop, not by run).
+F.uv_run = { name = "run", id = "uv-run",
+  desc = "Runs each function concurrently on the loop (blocking as the waits do outside a coroutine) " ..
+    "and returns one table of results per argument, `{ n = k, ... }`. A function may call this " ..
+    "module's waits, or yield milliseconds as tcp_port_used's own waits do in a coroutine.",
+  params = { param("...", "function", "the tasks") },
+  returns = F.run.returns }
+
+--- Functions several modules share, each group one LuaLS class that the
+-- modules' classes inherit, so that no declaration is rendered twice.
+M.groups = {
+  { class = "tcp_port_used.probing",
+    desc = "What tcp_port_used and both adapters share, with the same arguments and answers: check, " ..
+      "the five waits, explain and wait_for_listeners.",
+    funcs = fns({ F.check }, WAITS, { F.explain, F.wait_for_listeners }) },
+  { class = "tcp_port_used.callbacks",
+    desc = "The callback forms of both adapters: the wait runs on the host's loop, the callback once.",
+    funcs = { F.on_used, F.on_free } },
+}
+local PROBING, CALLBACKS = M.groups[1], M.groups[2]
+
+--- A module: its own functions after those of the groups it has.
+local function module(t)
+  local lists = {}
+  for i, g in ipairs(t.groups) do lists[i] = g.funcs end
+  lists[#lists + 1] = t.own
+  t.funcs = fns((table.unpack or unpack)(lists)) -- luacheck: ignore 143
+  return t
+end
+
 M.modules = {
-  { name = "tcp_port_used", file = "types/tcp_port_used.lua",
+  module { name = "tcp_port_used", file = "types/tcp_port_used.lua",
     desc = "Is something listening on this TCP (or UDP) port, and wait until it is, or until it is free.",
     fields = { param("_VERSION", "string") },
-    funcs = fns({ F.check }, WAITS, { F.run, F.check_many, F.range, F.find_free, F.owner, F.explain,
-                                     F.listeners, F.wait_for_listeners }) },
-  { name = "tcp_port_used.ngx", file = "types/tcp_port_used/ngx.lua",
+    groups = { PROBING },
+    own = { F.run, F.check_many, F.range, F.find_free, F.owner, F.listeners } },
+  module { name = "tcp_port_used.ngx", file = "types/tcp_port_used/ngx.lua",
     desc = "OpenResty: probes through cosockets and sleeps with ngx.sleep in the phases that have them " ..
       "(UDP ports and modes bind and listen through the C core, which never waits); blocks in " ..
       "init_by_lua; on_used/on_free run the wait in an ngx.timer.at handler (init_worker_by_lua).",
     fields = { param("_VERSION", "string") },
-    funcs = fns({ F.check }, WAITS, { F.on_used, F.on_free, F.explain, F.wait_for_listeners }) },
-  { name = "tcp_port_used.uv", file = "types/tcp_port_used/uv.lua",
+    groups = { PROBING, CALLBACKS }, own = {} },
+  module { name = "tcp_port_used.uv", file = "types/tcp_port_used/uv.lua",
     desc = "luv and Neovim (vim.uv or vim.loop): never blocks the loop; inside a coroutine resumed from " ..
       "the loop the waits suspend it; on_used/on_free call back from the loop (in Neovim through " ..
       "vim.schedule). Works without the C core (listen mode needs it).",
     fields = { param("_VERSION", "string"),
                param("has_core", "boolean", "whether the C core loaded (listen mode needs it; TCP and " ..
                  "UDP bind probes use luv handles)") },
-    funcs = fns({ F.check }, WAITS, { F.on_used, F.on_free, F.run, F.explain, F.wait_for_listeners }) },
+    groups = { PROBING, CALLBACKS }, own = { F.uv_run } },
 }
 
 --- The CLI: each command a function whose parameters are flags.
