@@ -180,22 +180,36 @@ end
 
 local function anchor(f) return "fn-" .. (f.id or f.name):gsub("[^%w]", "-") end
 
+-- Returns and code lists several functions share (the same table in
+-- api.lua) are written out once; the others point there.
+local said = {}
+local function once(list, f, write)
+  if said[list] and said[list] ~= f then
+    return "as [`" .. said[list].name .. "`](#" .. anchor(said[list]) .. ")"
+  end
+  said[list] = f
+  return write()
+end
+
 local function md_function(prefix, f)
   local out = { '<a id="' .. anchor(f) .. '"></a>\n### `' .. signature(prefix, f, f.params) .. "`\n" }
   for _, ov in ipairs(f.overloads or {}) do
     out[#out + 1] = "also `" .. signature(prefix, f, ov) .. "`\n"
   end
-  if f.planned then out[#out + 1] = "\n(" .. f.planned .. ")\n" end
   out[#out + 1] = "\n" .. f.desc .. "\n\n" .. md_params(f.params)
   if f.options then
     out[#out + 1] = "\nOptions: [`" .. api.options[f.options].class .. "`](#opts-" .. f.options .. ").\n"
   end
-  local r = md_returns(f)
-  if r ~= "" then out[#out + 1] = "\n" .. r end
+  if f.returns and #f.returns > 0 then
+    local r = once(f.returns, f, function() return md_returns(f) end)
+    out[#out + 1] = "\n" .. (r:sub(1, 3) == "as " and "Returns " .. r .. ".\n" or r)
+  end
   if f.codes and #f.codes > 0 then
-    local cs = {}
-    for i, c in ipairs(f.codes) do cs[i] = "`" .. c .. "`" end
-    out[#out + 1] = "\nError codes: " .. table.concat(cs, ", ") .. ".\n"
+    out[#out + 1] = "\nError codes: " .. once(f.codes, f, function()
+      local cs = {}
+      for i, c in ipairs(f.codes) do cs[i] = "`" .. c .. "`" end
+      return table.concat(cs, ", ")
+    end) .. ".\n"
   end
   return table.concat(out)
 end
@@ -263,7 +277,7 @@ local function md_api()
   out[#out + 1] = "\n## The `" .. cli.name .. "` command\n\n`" .. cli.usage .. "`\n"
   for _, c in ipairs(cli.commands) do
     out[#out + 1] = '\n<a id="cli-' .. c.name .. '"></a>\n### `' .. cli.name .. " " .. c.synopsis .. "`\n" ..
-      (c.planned and "\n(" .. c.planned .. ")\n" or "") .. "\n" .. c.desc .. "\n"
+"\n" .. c.desc .. "\n"
     if #c.flags > 0 then
       out[#out + 1] = "\n| flag | description |\n|---|---|\n"
       for _, fl in ipairs(c.flags) do

@@ -307,14 +307,12 @@ M.classes = {
 --- Functions. A function of the module that an adapter shares is this
 -- one table, referenced from the adapter's list.
 
-local function wait_returns()
-  return {
-    param("ok", "true|nil", "true once the state is reached"),
-    opt("err", "string", "\"timeout\" when timeout_ms passed, else the error that ended the wait at once"),
-    opt("last_err", "string", "after a timeout: the last error, or the reason of the last \"not ready\""),
-    opt("code", "string", "the error code (see Error codes)"),
-  }
-end
+local WAIT_RETURNS = {
+  param("ok", "true|nil", "true once the state is reached"),
+  opt("err", "string", "\"timeout\" when timeout_ms passed, else the error that ended the wait at once"),
+  opt("last_err", "string", "after a timeout: the last error, or the reason of the last \"not ready\""),
+  opt("code", "string", "the error code (see Error codes)"),
+}
 local POS_PORT = param("port", PORT, "1..65535")
 local POS_HOST = param("host", "string|nil", "nil: 127.0.0.1 and ::1")
 local RETRY = opt("retry_ms", "number", "between probes; nil: from 5 ms growing to 250 ms")
@@ -338,7 +336,7 @@ F.check = { name = "check",
 
 local function wait_fn(name, desc, params)
   return { name = name, desc = desc, params = params, overloads = WAIT_OPTS, options = "wait",
-           returns = wait_returns(), codes = WAIT }
+           returns = WAIT_RETURNS, codes = WAIT }
 end
 F.wait_until_used = wait_fn("wait_until_used",
   "Waits until the port is in use (or ready). The first probe runs at once; transient errors are " ..
