@@ -138,8 +138,8 @@ function stream:receive(pattern) end
 ---The options of find_free.
 ---@class tcp_port_used.find_free_opts
 ---@field host? string nil: every local address, both families
----@field from? integer search from..to for the lowest free port (1024 when only `to` is given)
----@field to? integer the end of the range (65535 when only `from` is given)
+---@field from? integer search from..to for the lowest free port; the default when only `to` is given (default 1024)
+---@field to? integer the end of the range; the default when only `from` is given (default 65535)
 ---@field exclude? integer[] ports never to return
 ---@field proto? tcp_port_used.proto "udp": a port no UDP socket holds (default "tcp")
 

@@ -207,8 +207,9 @@ M.options = {
   } },
   find_free = { class = "tcp_port_used.find_free_opts", {
     opt("host", "string", "nil: every local address, both families"),
-    opt("from", PORT, "search from..to for the lowest free port (1024 when only `to` is given)"),
-    opt("to", PORT, "the end of the range (65535 when only `from` is given)"),
+    opt("from", PORT, "search from..to for the lowest free port; the default when only `to` is given",
+      { default = 1024 }),
+    opt("to", PORT, "the end of the range; the default when only `from` is given", { default = 65535 }),
     opt("exclude", list(PORT), "ports never to return"),
     opt("proto", "tcp_port_used.proto", "\"udp\": a port no UDP socket holds", { default = "tcp", values = M.PROTOS }),
   } },
@@ -243,6 +244,15 @@ M.options = {
     opt("interval_ms", "number", "between looks; nil: as a wait's default interval"),
   } },
 }
+
+--- The declaration of option name of the options table set, for the
+-- code that reads defaults and allowed values (args.lua, at load).
+function M.option(set, name)
+  for _, o in ipairs(M.options[set][1]) do
+    if o.name == name then return o end
+  end
+  error("api.lua declares no option " .. tostring(set) .. "." .. tostring(name), 2)
+end
 
 --- Tables the functions return or take, beside the option tables.
 M.classes = {
@@ -504,16 +514,11 @@ end
 -- The CLI waits longer than the library's waits: a service's dependencies
 -- in a container's entry point take seconds to come up.
 local CLI_WAIT_MS = 15000
-local function option(set, name)
-  for _, o in ipairs(M.options[set][1]) do
-    if o.name == name then return o end
-  end
-end
 local function secs(ms) return ms % 1000 == 0 and string.format("%ds", ms / 1000) or ms .. "ms" end
 
 local FLAGS = {
   timeout = flag("--timeout", "wait-*, run: the whole wait (default " .. secs(CLI_WAIT_MS) ..
-    "); check: the one attempt (default " .. secs(option("check", "timeout_ms").default) .. ")",
+    "); check: the one attempt (default " .. secs(M.option("check", "timeout_ms").default) .. ")",
     { short = "-t", arg = "TIME", key = "timeout", default_ms = CLI_WAIT_MS }),
   retry = flag("--retry", "time between probes (default: from 5 ms, growing to 250 ms, so a port " ..
     "that opens soon is seen soon)", { arg = "TIME", key = "retry" }),

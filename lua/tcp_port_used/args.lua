@@ -86,12 +86,7 @@ local PROTOS, PROTO_LIST = one_of(api.PROTOS)
 local UDP_MODES = one_of(api.UDP_MODES)
 
 -- The defaults, read once here (args.check runs on every check).
-local function declared(set, name)
-  for _, o in ipairs(api.options[set][1]) do
-    if o.name == name then return o end
-  end
-  error("api.lua declares no option " .. set .. "." .. name)
-end
+local declared = api.option
 local CHECK_TIMEOUT = declared("check", "timeout_ms").default
 local WAIT_TIMEOUT = declared("wait", "timeout_ms").default
 local ATTEMPT_MS = declared("wait", "attempt_ms").default

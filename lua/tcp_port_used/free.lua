@@ -16,6 +16,8 @@ local core_bind, core_bind_port0 = core.bind, core.bind_port0
 local PORT0_TRIES = 64
 
 local KEYS = args.OPTIONS.find_free
+local api = require "tcp_port_used.api"
+local FROM, TO = api.option("find_free", "from").default, api.option("find_free", "to").default
 
 local function options(fname, o)
   if o == nil then o = {} end
@@ -24,8 +26,8 @@ local function options(fname, o)
   local host, proto = args.host(fname, 1, o.host), args.proto(fname, 1, o.proto)
   local from, to = o.from, o.to
   if from ~= nil or to ~= nil then
-    from = from == nil and 1024 or args.port(fname, 1, from, "from")
-    to = to == nil and 65535 or args.port(fname, 1, to, "to")
+    from = from == nil and FROM or args.port(fname, 1, from, "from")
+    to = to == nil and TO or args.port(fname, 1, to, "to")
     if to < from then
       args.fail(fname, 1, "to must not be below from (" .. from .. ")", to, 4)
     end

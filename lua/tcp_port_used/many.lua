@@ -58,17 +58,20 @@ local function port_list(fname, v)
 end
 
 local OPTS = args.OPTIONS.check_many
+local TIMEOUT = require("tcp_port_used.api").option("check_many", "timeout_ms").default
 
 local function options(fname, host, opts)
   args.host(fname, 2, host)
   if opts == nil then
-    return { timeout_ms = 1000, mode = "connect", close = "auto", proto = "tcp" }
+    local proto = args.proto(fname, 3, nil)
+    return { timeout_ms = TIMEOUT, mode = args.mode(fname, 3, nil, proto), close = args.close(fname, 3, nil),
+             proto = proto }
   end
   if type(opts) ~= "table" then args.fail(fname, 3, "opts must be a table or nil", opts, 4) end
   args.known(fname, 3, opts, OPTS)
   local proto = args.proto(fname, 3, opts.proto)
   local o = {
-    timeout_ms = args.ms(fname, 3, opts.timeout_ms, "timeout_ms", 1000),
+    timeout_ms = args.ms(fname, 3, opts.timeout_ms, "timeout_ms", TIMEOUT),
     mode = args.mode(fname, 3, opts.mode, proto),
     proto = proto,
     close = args.close(fname, 3, opts.close),
