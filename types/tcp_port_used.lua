@@ -44,7 +44,7 @@ local stream = {}
 ---`"timeout"`; `"ECONNRESET"`, `"ETIMEDOUT"` ...).
 ---@param data string
 ---@return integer|nil sent
----@return string? err on failure: what and where ("connect db:5432: host unreachable")
+---@return string? err on failure: "closed", "timeout" or what failed
 ---@return string? code on failure: the error code (see Error codes)
 function stream:send(data) end
 
@@ -52,7 +52,7 @@ function stream:send(data) end
 ---count (at most 1 MiB); or `nil, err, code`.
 ---@param pattern? "*l"|integer
 ---@return string|nil data
----@return string? err on failure: what and where ("connect db:5432: host unreachable")
+---@return string? err on failure: "closed", "timeout" or what failed
 ---@return string? code on failure: the error code (see Error codes)
 function stream:receive(pattern) end
 

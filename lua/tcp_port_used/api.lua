@@ -33,11 +33,11 @@ end
 
 --- This project's return convention, written once: value, or nil, err,
 -- code (luv's ret_or_fail). A failure to probe is never a false "free".
-local function ret_or_fail(type, name, desc)
+local function ret_or_fail(type, name, desc, err_desc)
   return {
     fail = true,
     param(name, type .. "|nil", desc),
-    opt("err", "string", "on failure: what and where (\"connect db:5432: host unreachable\")"),
+    opt("err", "string", err_desc or "on failure: what and where (\"connect db:5432: host unreachable\")"),
     opt("code", "string", "on failure: the error code (see Error codes)"),
   }
 end
@@ -255,6 +255,7 @@ function M.option(set, name)
 end
 
 --- Tables the functions return or take, beside the option tables.
+local STREAM_ERR = "on failure: \"closed\", \"timeout\" or what failed"
 M.classes = {
   { name = "tcp_port_used.stream",
     desc = "What a readiness exchange is given: LuaSocket's and cosockets' send and receive, over " ..
@@ -262,10 +263,10 @@ M.classes = {
     methods = {
       { name = "send", desc = "Sends all of data: the bytes sent, or `nil, err, code` (`\"closed\"`, " ..
           "`\"timeout\"`; `\"ECONNRESET\"`, `\"ETIMEDOUT\"` ...).",
-        params = { param("data", "string") }, returns = ret_or_fail("integer", "sent") },
+        params = { param("data", "string") }, returns = ret_or_fail("integer", "sent", nil, STREAM_ERR) },
       { name = "receive", desc = "`\"*l\"`: a line (CR LF removed; longer than 8 KiB is `EPROTO`), or a " ..
           "byte count (at most 1 MiB); or `nil, err, code`.",
-        params = { opt("pattern", "\"*l\"|integer") }, returns = ret_or_fail("string", "data") },
+        params = { opt("pattern", "\"*l\"|integer") }, returns = ret_or_fail("string", "data", nil, STREAM_ERR) },
     } },
   { name = "tcp_port_used.retry_info", desc = "What `on_retry` is given before each sleep of a wait.",
     fields = {
