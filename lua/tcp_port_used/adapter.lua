@@ -2,7 +2,12 @@
 -- arguments give the same result in both: the callback forms' argument
 -- parsing and delivery, whether the caller may yield, and the nginx
 -- phases that allow waiting. Each adapter supplies only what its host
--- does differently: how a job starts in the background (`start`).
+-- does differently: how a job runs in the caller's turn (its local
+-- `perform`: uv suspends a coroutine or runs the loop, ngx picks by
+-- nginx phase) and how it starts in the background (the `start` given to
+-- define_callback). A function new to both adapters parses its arguments
+-- with args.lua and returns perform(fname, ..., job) in each; a new
+-- callback form is one define_callback in each.
 -- Needs neither the C core nor a host, so tcp_port_used.uv loads without
 -- the core and the core module (sched.lua) reads the phase table here.
 local args = require "tcp_port_used.args"

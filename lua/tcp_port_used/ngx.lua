@@ -43,35 +43,44 @@ end
 -- as the C core gives for the same input.
 local probe = require("tcp_port_used.probe")(require "tcp_port_used.transport.ngx")
 
-local function wait_here(o, sleep)
+-- Where a job may block the worker, by what it does: no request is served
+-- yet in init and init_worker, but only init may spend a wait's time.
+local MAY_BLOCK = { probe = { init = true, init_worker = true }, wait = { init = true } }
+
+--- Runs job(sleep) as this phase allows and returns its values: in the
+-- cosocket phases with sleep = ngx.sleep in milliseconds (the worker
+-- serves others meanwhile), where it may block with sleep = nil (probes
+-- block in C); elsewhere it raises naming the phase. doing: "probe" (one
+-- probe, bounded by its timeout) or "wait". Call it as a tail call, so
+-- that the error points at the caller of the public function.
+local function perform(fname, doing, job)
+  local phase = get_phase()
+  if COSOCKET_PHASES[phase] then return job(sleep_ms) end
+  if MAY_BLOCK[doing][phase] then return job(nil) end
+  phase_error(fname, phase, doing)
+end
+
+-- A wait whose probes sleep with probe_sleep (nil: they block) and whose
+-- rounds sleep with sleep.
+local function wait_with(o, probe_sleep, sleep)
   return loop.wait(o, function(port, budget)
-    return probe(o, port, budget, sleep_ms)
+    return probe(o, port, budget, probe_sleep)
   end, sleep, now)
 end
 
 --- check(port [, host]) or check{ port, host, timeout_ms, mode, close }.
 function M.check(a, b)
   local o = args.check("check", a, b)
-  local phase = get_phase()
-  if COSOCKET_PHASES[phase] then return public(probe(o, o.port, o.timeout_ms, sleep_ms)) end
-  -- No request is served yet in these phases: one probe bounded by
-  -- timeout_ms may block.
-  if phase == "init" or phase == "init_worker" then
-    return public(probe(o, o.port, o.timeout_ms, nil))
-  end
-  phase_error("check", phase, "probe")
+  return perform("check", "probe", function(sleep)
+    return public(probe(o, o.port, o.timeout_ms, sleep))
+  end)
 end
 
 args.define_waits(M, function(fname, o)
-  local phase = get_phase()
-  if COSOCKET_PHASES[phase] then return wait_here(o, o.sleep or sleep_ms) end
-  if phase == "init" then
-    local sleep = o.sleep or core.sleep
-    return loop.wait(o, function(port, budget)
-      return probe(o, port, budget, o.sleep)
-    end, sleep, now)
-  end
-  phase_error(fname, phase, "wait")
+  return perform(fname, "wait", function(sleep)
+    if sleep then return wait_with(o, sleep, o.sleep or sleep) end
+    return wait_with(o, o.sleep, o.sleep or core.sleep)
+  end)
 end)
 
 -- A worker that is shutting down must not be held by a long wait: the
@@ -100,7 +109,7 @@ end
 local function on_timer(premature, o, cb)
   if premature then return cb(nil, "shutdown") end
   -- an error raised by on_retry or opts.sleep, or SHUTDOWN, reaches cb
-  return adapter.deliver(cb, pcall(wait_here, o, timer_sleep(o.sleep)))
+  return adapter.deliver(cb, pcall(wait_with, o, sleep_ms, timer_sleep(o.sleep)))
 end
 
 -- on_used(port, opts, cb) or on_used(opts, cb): starts the wait in a
