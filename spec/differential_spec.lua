@@ -51,7 +51,9 @@ local CALLBACKS = {
   { fn = "on_free", port = "open4", opts = { mode = "nope" }, label = "mode nope" },
   { fn = "on_used", opts = { port = "open4", in_use = false }, label = "in_use false" },
   { fn = "on_used", opts = { port = "open4", on_retry = "x" }, label = "on_retry \"x\"" },
-  { fn = "on_used", port = "open4", opts = { timeout_ms = 2000 }, label = "open4" },
+  -- from here on each calls back (with the values of the matching wait,
+  -- run too, except where a function of the caller's raises)
+  { fn = "on_used", port = "open4", opts = { timeout_ms = 2000 }, label = "open4", answers = true },
   { fn = "on_used", port = "open6", label = "open6, opts nil" },
   { fn = "on_used", opts = { port = "refused4", host = "127.0.0.1", timeout_ms = 200 },
     label = "refused4 until the timeout" },
@@ -66,13 +68,18 @@ local CALLBACKS = {
   { fn = "on_used", opts = { port = "udp4", proto = "udp", mode = "bind", host = "127.0.0.1" },
     label = "udp4 mode bind" },
   { fn = "on_used", opts = { port = "refused4", host = "127.0.0.1", timeout_ms = 2000, retry_ms = 50,
-                             on_retry = { fn = "raise" } }, label = "on_retry raises" },
+                             on_retry = { fn = "raise" } }, label = "on_retry raises", wait_raises = true },
   { fn = "on_used", opts = { port = "refused4", host = "127.0.0.1", timeout_ms = 2000,
-                             sleep = { fn = "raise" } }, label = "sleep raises" },
+                             sleep = { fn = "raise" } }, label = "sleep raises", wait_raises = true },
 }
 if not H.portable then
   CALLBACKS[#CALLBACKS + 1] = { fn = "on_used", port = "open4", opts = { host = "127.0.0.1", mode = "listen" },
                                 label = "open4 mode listen" }
+end
+local answering = false
+for _, e in ipairs(CALLBACKS) do
+  answering = answering or e.answers
+  e.answers, e.with_wait = nil, answering and not e.wait_raises
 end
 
 -- What the base says for some of CALLBACKS: { label, outcome fields }.
@@ -270,6 +277,24 @@ describe("every transport answers alike", function()
           end
           for _, e in ipairs(CALLBACK_EXPECT) do assert(seen[e[1]], "no call " .. e[1]) end
           assert(seen["true"] and seen["nil"] and seen.raised, "some kind of answer is missing")
+        end)
+      end
+
+      if run.callbacks then
+        -- SPEC "adapters": the callback gets the values the matching wait returns
+        it("each callback form gets what the core's matching wait returns", function()
+          local ok, why = ready("uv")
+          if not ok then return pending(why) end
+          local callbacks, n = {}, 0
+          for i, c in ipairs(res.calls) do
+            if c.twin then callbacks[i], n = res.outcomes.uv[c.twin], n + 1 end
+          end
+          assert(n >= 10, "only " .. n .. " callbacks have a matching wait")
+          local diff = C.diff(res.calls, "core's wait", res.outcomes.core, "uv's callback", callbacks,
+            function(call, wait, cb)
+              return not call.twin or cb.v == wait.v and cb.code == wait.code and cb.err == wait.err
+            end)
+          assert(diff == "", diff)
         end)
       end
 

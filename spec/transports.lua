@@ -139,12 +139,17 @@ T.FIXTURES = {
   udpdual6 = function() return H.udp("::", 0, { v6only = false }) end,
 }
 
+-- The wait whose values a callback form passes on.
+local WAIT_OF = { on_used = "wait_until_used", on_free = "wait_until_free" }
+
 --- Runs the cross product of t.ports (fixture names) x t.hosts (false:
 -- host omitted) x t.modes (with t.timeout_ms, if given), the same for
 -- t.udp_ports in UDP's modes (H.udp_modes), then t.extra
 -- (calls whose port is a fixture name or a number), then t.callbacks
--- (callback forms: { fn =, port =, opts =, cb =, no_cb =, label = }, port
--- nil for the form with one options table), through each kind of t.kinds. Returns { calls =,
+-- (callback forms: { fn =, port =, opts =, cb =, no_cb =, with_wait =,
+-- label = }, port nil for the form with one options table; with_wait:
+-- followed by its matching wait, `twin` = the callback's index), through
+-- each kind of t.kinds. Returns { calls =,
 -- outcomes = { [kind] = list }, missing = { [kind] = why }, ports = }.
 function T.table_run(t)
   local held, ports = {}, {}
@@ -198,6 +203,14 @@ function T.table_run(t)
     a[at] = e.cb
     calls[#calls + 1] = { fn = e.fn, args = a, n = at, callback = recorded and at or nil,
                           label = e.fn .. " " .. e.label }
+    -- the wait whose values the callback must get (twin: the callback's call)
+    if recorded and e.with_wait then
+      local w = {}
+      for k, v in pairs(type(o) == "table" and o or {}) do w[k] = v end
+      if e.port ~= nil then w.port = number(e.port) end
+      calls[#calls + 1] = { fn = WAIT_OF[e.fn], args = { w }, n = 1, twin = #calls,
+                            label = WAIT_OF[e.fn] .. " as " .. e.fn .. " " .. e.label }
+    end
   end
   local res = { calls = calls, outcomes = {}, missing = {}, ports = ports }
   for _, kind in ipairs(t.kinds or T.KINDS) do
