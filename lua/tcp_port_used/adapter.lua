@@ -24,6 +24,16 @@ M.NGX_YIELD_PHASES = {
   ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true,
 }
 
+--- Raises the error of a function called in an nginx phase where it can
+-- neither yield nor block (doing: "probe" or "wait"), at level as the
+-- caller would give it to error().
+function M.phase_error(fname, phase, doing, level)
+  error(string.format("%s: cannot %s in the nginx '%s' phase: it has no cosockets or " ..
+    "ngx.sleep and must not block (call it from a rewrite, access, content or timer " ..
+    "handler, or use tcp_port_used.ngx's on_used/on_free, which run it in a timer)",
+    fname, doing, phase), level + 1)
+end
+
 --- Whether the running code may yield (5.1 has no isyieldable: any
 -- coroutine but the main one may).
 function M.can_yield()

@@ -33,12 +33,6 @@ local function sleep_ms(ms)
   ngx_sleep(ms / 1000)
 end
 
-local function phase_error(fname, phase, doing)
-  error(string.format("%s: cannot %s in the nginx '%s' phase: it has no cosockets or " ..
-    "ngx.sleep and must not block (call it from a rewrite, access, content or timer " ..
-    "handler, or use on_used/on_free, which run it in a timer)", fname, doing, phase), 3)
-end
-
 -- probe.lua and the verdict over the OpenResty transport: the same answer
 -- as the C core gives for the same input.
 local probe = require("tcp_port_used.probe")(require "tcp_port_used.transport.ngx")
@@ -57,7 +51,7 @@ local function perform(fname, doing, job)
   local phase = get_phase()
   if COSOCKET_PHASES[phase] then return job(sleep_ms) end
   if MAY_BLOCK[doing][phase] then return job(nil) end
-  phase_error(fname, phase, doing)
+  adapter.phase_error(fname, phase, doing, 2)
 end
 
 -- A wait whose probes sleep with probe_sleep (nil: they block) and whose

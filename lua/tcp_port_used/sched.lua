@@ -36,9 +36,7 @@ function M.choose(o, fname)
     local phase = ngx_.get_phase()
     if NGX_SLEEP_PHASES[phase] then return ngx_sleep, false end
     if phase ~= "init" then
-      error(string.format("%s: cannot wait in the nginx '%s' phase: it allows neither " ..
-        "ngx.sleep nor blocking (wait in a rewrite, access, content or timer handler, or " ..
-        "use tcp_port_used.ngx's on_used/on_free from init_worker_by_lua)", fname, phase), 3)
+      adapter.phase_error(fname, phase, "wait", 3)
     end
     return core.sleep, true
   end
