@@ -45,8 +45,9 @@ local function run(opts)
     end
     -- a fixed rate: the next tick is due one period after this one was,
     -- and a late tick does not make the following ones early
-    next_tick = math.max(next_tick + period, core.now())
-    core.sleep(next_tick - core.now())
+    local now = core.now()
+    next_tick = math.max(next_tick + period, now)
+    core.sleep(next_tick - now)
   end
   stats.elapsed_ms = core.now() - start
   stats.rate = stats.ticks * 1000 / math.max(stats.elapsed_ms, 1)

@@ -2,10 +2,18 @@
 -- unchanged through every transport (this process, a child on another
 -- Lua, an nginx worker), and the outcomes compared. Plain Lua that loads
 -- on every runtime and inside nginx.
---   call:    { fn = "check", args = { ... }, n = #args, label = "..." [, pick = port] }
---            (pick: the answer for that port of check_many's tables)
+--   call:    { fn = "check", args = { ... }, n = #args, label = "..." [, pick = port]
+--              [, callback = i] }
+--            (pick: the answer for that port of check_many's tables;
+--            callback: a callback form such as on_used, given a recording
+--            function as argument i; a table { fn = "raise" } in an
+--            options table stands for a function that raises)
 --   outcome: { raised = message } or { v = "true" | "false" | "nil" | ...,
---              err = second value, code = third value }
+--              err = second value, code = third value }; of a callback
+--              form, the values its callback got, and returned = what the
+--              call returned, calls = how often the callback ran, early =
+--              true when it ran before the call returned, rest = the
+--              callback's values after the third
 local C = {}
 
 local unpack = table.unpack or unpack -- luacheck: ignore 143
@@ -58,6 +66,26 @@ function C.strip(msg)
   return (msg:gsub("^[^:]*:%d+: ", ""))
 end
 
+-- Stand-ins for functions in the options of a call, which a literal cannot hold.
+local FUNCTIONS = {
+  raise = function() error("raised by the caller's function", 0) end,
+}
+
+local function with_functions(v)
+  if type(v) ~= "table" then return v end
+  if v.fn ~= nil and FUNCTIONS[v.fn] then return FUNCTIONS[v.fn] end
+  local t = {}
+  for k, x in pairs(v) do t[k] = with_functions(x) end
+  return t
+end
+
+-- A value for comparing: tables and functions by their type alone.
+local function scalar(v)
+  local t = type(v)
+  if t == "table" or t == "function" or t == "userdata" or t == "thread" then return t end
+  return tostring(v)
+end
+
 local function outcome(ok, ...)
   if not ok then return { raised = C.strip((...)) } end
   local v, err, code = ...
@@ -73,10 +101,41 @@ local function picked(pick, ok, ...)
     type(code) == "table" and code[pick] or nil)
 end
 
+-- The outcome of a callback form: the call made with a recording
+-- callback, then settle(done) lets the host's loop run until done() and
+-- until the host has nothing left to do (a second call of the callback
+-- would come before that).
+local function called_back(f, c, settle)
+  local a = {}
+  for i = 1, c.n or #c.args do a[i] = with_functions(c.args[i]) end
+  local rec, returned = { calls = 0 }, false
+  a[c.callback] = function(...)
+    rec.calls = rec.calls + 1
+    if rec.calls == 1 then
+      rec.early, rec.values = not returned, { n = select("#", ...), ... }
+    end
+  end
+  local r = { pcall(f, unpack(a, 1, c.n or #c.args)) }
+  returned = true
+  if not r[1] then return outcome(false, r[2]) end
+  settle(function() return rec.calls > 0 end)
+  local v = rec.values
+  local o = v and outcome(true, unpack(v, 1, v.n)) or { v = "(never called back)" }
+  if v and v.n > 3 then
+    local rest = {}
+    for i = 4, v.n do rest[#rest + 1] = scalar(v[i]) end
+    o.rest = table.concat(rest, ", ")
+  end
+  o.returned, o.calls, o.early = scalar(r[2]), rec.calls, rec.early or nil
+  return o
+end
+
 --- Runs every call on mod (a module table of the API) and returns their
 -- outcomes in order. With fill, every descriptor the process may still
 -- open is taken first (and given back after); `filled` says how many.
-function C.run(mod, calls, fill)
+-- settle(done) runs the host's loop for the callback forms (see
+-- called_back); without it they are not run.
+function C.run(mod, calls, fill, settle)
   local hold = {}
   if fill then
     while true do
@@ -90,6 +149,8 @@ function C.run(mod, calls, fill)
     local f = mod[c.fn]
     if type(f) ~= "function" then
       out[i] = { raised = "no function " .. tostring(c.fn) }
+    elseif c.callback then
+      out[i] = settle and called_back(f, c, settle) or { raised = "no loop to call back from" }
     else
       out[i] = picked(c.pick, pcall(f, unpack(c.args, 1, c.n or #c.args)))
     end
@@ -106,15 +167,23 @@ function C.show(o)
   local s = o.v
   if o.code then s = s .. "  " .. o.code end
   if o.err then s = s .. "  " .. string.format("%q", o.err) end
+  if o.rest then s = s .. "  (then " .. o.rest .. ")" end
+  if o.calls then
+    s = s .. string.format("  [returned %s; called back %d time(s)%s]", o.returned, o.calls,
+      o.early and ", before the call returned" or "")
+  end
   return s
 end
 
 --- Whether two outcomes agree: both raised the same error, or both
--- returned the same first value and the same code.
+-- returned the same first value and the same code (of a callback form:
+-- and returned the same, called back as often, as early, with the same
+-- values after the third).
 function C.alike(a, b)
   if not a or not b then return false end
   if a.raised or b.raised then return a.raised == b.raised end
-  return a.v == b.v and a.code == b.code
+  return a.v == b.v and a.code == b.code and a.returned == b.returned and a.calls == b.calls
+    and a.early == b.early and a.rest == b.rest
 end
 
 --- The calls whose outcomes under `name` differ from those under

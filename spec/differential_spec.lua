@@ -31,6 +31,70 @@ local RAISING = {
   { port = "open4", opts = { proto = "udp", mode = "any" }, label = "UDP in mode any" },
 }
 
+-- The callback forms (on_used, on_free) of the two adapters: the core
+-- module has none, so tcp_port_used.uv with the C core is the base the
+-- others must match. Each raises alike, or calls back exactly once, after
+-- it has returned, with the same values. (port: the form with the port
+-- as argument 1; cb: what stands in for the callback; { fn = "raise" }:
+-- a function that raises.)
+local CALLBACKS = {
+  { fn = "on_used", port = 0, opts = {}, label = "port 0" },
+  { fn = "on_used", port = "80", label = "port \"80\", opts nil" },
+  { fn = "on_free", port = "open4", opts = 5, label = "opts 5" },
+  { fn = "on_used", port = "open4", opts = { port = "open4" }, label = "port in opts too" },
+  { fn = "on_free", port = "open4", opts = { ports = { "open6" } }, label = "ports in opts too" },
+  { fn = "on_used", port = "open4", opts = {}, no_cb = true, label = "no callback" },
+  { fn = "on_used", opts = { port = "open4" }, cb = "x", label = "callback \"x\"" },
+  { fn = "on_used", opts = { port = "open4", bogus = 1 }, label = "unknown option" },
+  { fn = "on_used", opts = {}, label = "no port" },
+  { fn = "on_used", opts = { port = "open4", ports = { "open6" } }, label = "port and ports" },
+  { fn = "on_free", port = "open4", opts = { mode = "nope" }, label = "mode nope" },
+  { fn = "on_used", opts = { port = "open4", in_use = false }, label = "in_use false" },
+  { fn = "on_used", opts = { port = "open4", on_retry = "x" }, label = "on_retry \"x\"" },
+  -- from here on each calls back (with the values of the matching wait,
+  -- run too, except where a function of the caller's raises)
+  { fn = "on_used", port = "open4", opts = { timeout_ms = 2000 }, label = "open4", answers = true },
+  { fn = "on_used", port = "open6", label = "open6, opts nil" },
+  { fn = "on_used", opts = { port = "refused4", host = "127.0.0.1", timeout_ms = 200 },
+    label = "refused4 until the timeout" },
+  { fn = "on_free", port = "refused4", opts = { host = "127.0.0.1" }, label = "refused4" },
+  { fn = "on_free", opts = { port = "open4", host = "127.0.0.1", timeout_ms = 200 },
+    label = "open4 until the timeout" },
+  { fn = "on_used", opts = { ports = { "open4", "wild4" }, host = "127.0.0.1" }, label = "ports open4, wild4" },
+  { fn = "on_used", port = "open4", opts = { host = "1::2::3", timeout_ms = 200 }, label = "host 1::2::3" },
+  { fn = "on_used", port = "open4", opts = { host = "127.0.0.1", mode = "bind" },
+    label = "open4 mode bind (answered at once)" },
+  { fn = "on_free", port = "unbound", opts = { host = "::1", mode = "bind" }, label = "unbound mode bind" },
+  { fn = "on_used", opts = { port = "udp4", proto = "udp", mode = "bind", host = "127.0.0.1" },
+    label = "udp4 mode bind" },
+  { fn = "on_used", opts = { port = "refused4", host = "127.0.0.1", timeout_ms = 2000, retry_ms = 50,
+                             on_retry = { fn = "raise" } }, label = "on_retry raises", wait_raises = true },
+  { fn = "on_used", opts = { port = "refused4", host = "127.0.0.1", timeout_ms = 2000,
+                             sleep = { fn = "raise" } }, label = "sleep raises", wait_raises = true },
+}
+if not H.portable then
+  CALLBACKS[#CALLBACKS + 1] = { fn = "on_used", port = "open4", opts = { host = "127.0.0.1", mode = "listen" },
+                                label = "open4 mode listen" }
+end
+local answering = false
+for _, e in ipairs(CALLBACKS) do
+  answering = answering or e.answers
+  e.answers, e.with_wait = nil, answering and not e.wait_raises
+end
+
+-- What the base says for some of CALLBACKS: { label, outcome fields }.
+local CALLBACK_EXPECT = {
+  { "port in opts too", raised = "bad argument #2 to 'on_used' (opts must not hold port or ports " ..
+    "when the port is argument #1)" },
+  { "ports in opts too", raised = "bad argument #2 to 'on_free' (opts must not hold port or ports " ..
+    "when the port is argument #1)" },
+  { "no callback", raised = "bad argument #3 to 'on_used' (callback must be a function, got nil)" },
+  { "open4", v = "true", calls = 1 },
+  { "refused4 until the timeout", v = "nil", err = "timeout", calls = 1 },
+  { "open4 mode bind (answered at once)", v = "true", calls = 1 },
+  { "on_retry raises", v = "nil", err = "raised by the caller's function", calls = 1 },
+}
+
 local RUNS = {
   {
     name = "with both loopbacks",
@@ -39,6 +103,8 @@ local RUNS = {
     udp_ports = { "udp4", "udp6", "udpwild4", "udpwild6", "udpdual6", "unbound" },
     hosts = { false, "127.0.0.1", "[127.0.0.1]", "::1", "[::1]", "localhost",
               "999.1.1.1", "1::2::3", "[::1", "1.2.3.4.5" },
+    callbacks = CALLBACKS,
+    callback_expect = CALLBACK_EXPECT,
     expect = {
       { "open4", "127.0.0.1", "connect", { v = "true" } },
       { "open6", "[::1]", "connect", { v = "true" } },
@@ -88,6 +154,18 @@ local RUNS = {
       { port = "open4", opts = { host = "10.9.0.3", ready = "http" }, label = "10.9.0.3 ready=http" },
       { port = "open4", opts = { host = "10.9.0.4", ready = "postgres" }, label = "10.9.0.4 ready=postgres" },
     },
+    -- the callback forms over cosockets in nginx's timers
+    callbacks = {
+      { fn = "on_used", port = "open4", opts = { host = "10.9.0.2" }, label = "10.9.0.2", with_wait = true },
+      { fn = "on_free", opts = { port = "open4", host = "10.9.0.3" }, label = "10.9.0.3", with_wait = true },
+      { fn = "on_used", port = "open4", opts = { host = "10.9.0.4", timeout_ms = 300 }, label = "10.9.0.4",
+        with_wait = true },
+    },
+    callback_expect = {
+      { "10.9.0.2", v = "true", calls = 1 },
+      { "10.9.0.3", v = "true", calls = 1 },
+      { "10.9.0.4", v = "nil", err = "timeout", calls = 1 },
+    },
     expect = {
       { "open4", "10.9.0.2", "connect", { v = "true" } },
       { "open4", "10.9.0.3", "connect", { v = "false" } },
@@ -96,11 +174,30 @@ local RUNS = {
   },
 }
 
+local function is_callback(call)
+  return call.callback ~= nil or call.fn == "on_used" or call.fn == "on_free"
+end
+
+-- The outcomes each kind must match: the core's, and for the callback
+-- forms tcp_port_used.uv's (nil where it cannot run here).
+local function base_of(res)
+  local base = {}
+  for i, c in ipairs(res.calls) do
+    if is_callback(c) then
+      base[i] = res.outcomes.uv and res.outcomes.uv[i]
+    else
+      base[i] = res.outcomes.core[i]
+    end
+  end
+  return base
+end
+
 -- Without the C core, tcp_port_used.uv cannot ask the kernel who listens:
 -- listen mode is an argument error there, naming the missing core.
 local function agree_for(kind)
   return function(call, core, other)
-    local a = call.args[1]
+    if is_callback(call) and (kind == "uv" or core == nil) then return true end
+    local a = type(call.args[1]) == "table" and call.args[1] or type(call.args[2]) == "table" and call.args[2] or {}
     if kind == "uv_nocore" and a.mode == "listen" and core and not core.raised then
       return other ~= nil and other.raised ~= nil and
         other.raised:find("needs the C core", 1, true) ~= nil
@@ -137,7 +234,7 @@ describe("every transport answers alike", function()
         for _, e in ipairs(RAISING) do extra[#extra + 1] = e end
         for _, e in ipairs(run.extra or {}) do extra[#extra + 1] = e end
         local t = { ports = run.ports, udp_ports = run.udp_ports, hosts = run.hosts, modes = MODES,
-                    extra = extra, timeout_ms = run.timeout_ms }
+                    extra = extra, timeout_ms = run.timeout_ms, callbacks = run.callbacks }
         local out = H.lua_in_netns("require('transports').print_table_run(" .. C.literal(t) .. ")",
           run.setup)
         res = T.parse(out)
@@ -169,6 +266,54 @@ describe("every transport answers alike", function()
         end
       end)
 
+      if run.callback_expect then
+        it("the callback forms give what is expected in " .. T.NAMES.uv, function()
+          local ok, why = ready("uv")
+          if not ok then return pending(why) end
+          local seen = {}
+          for i, c in ipairs(res.calls) do
+            if is_callback(c) then
+              local o = res.outcomes.uv[i]
+              seen[o.raised and "raised" or o.v] = true
+              for _, e in ipairs(run.callback_expect) do
+                if c.label == c.fn .. " " .. e[1] then
+                  for k, want in pairs(e) do
+                    if k ~= 1 then
+                      assert(o[k] == want, string.format("%s: %s is %s, not %s (%s)", c.label, k,
+                        tostring(o[k]), tostring(want), C.show(o)))
+                    end
+                  end
+                  seen[e[1]] = true
+                end
+              end
+            end
+          end
+          for _, e in ipairs(run.callback_expect) do assert(seen[e[1]], "no call " .. e[1]) end
+        end)
+      end
+
+      if run.callbacks then
+        -- SPEC "adapters": the callback gets the values the matching wait returns
+        it("each callback form gets what the core's matching wait returns", function()
+          local ok, why = ready("uv")
+          if not ok then return pending(why) end
+          local callbacks, n = {}, 0
+          for i, c in ipairs(res.calls) do
+            if c.twin then callbacks[i], n = res.outcomes.uv[c.twin], n + 1 end
+          end
+          local want = 0
+          for _, e in ipairs(run.callbacks) do
+            if e.with_wait then want = want + 1 end
+          end
+          assert(n == want and n > 0, n .. " callbacks have a matching wait, not " .. want)
+          local diff = C.diff(res.calls, "core's wait", res.outcomes.core, "uv's callback", callbacks,
+            function(call, wait, cb)
+              return not call.twin or cb.v == wait.v and cb.code == wait.code and cb.err == wait.err
+            end)
+          assert(diff == "", diff)
+        end)
+      end
+
       for _, kind in ipairs { "uv", "uv_nocore", "ngx" } do
         it(T.NAMES[kind] .. " gives the core's first value and code", function()
           local ok, why = ready(kind)
@@ -177,16 +322,33 @@ describe("every transport answers alike", function()
           assert.equals(#res.calls, #other)
           assert(not other.exit, T.NAMES[kind] .. " answered every call, then its process failed: " ..
             tostring(other.exit))
-          local diff = C.diff(res.calls, "core", res.outcomes.core, kind, other, agree_for(kind))
+          local diff = C.diff(res.calls, "core (uv for callbacks)", base_of(res), kind, other, agree_for(kind))
           assert(diff == "", diff)
         end)
+
+        if run.callbacks then
+          -- SPEC "adapters": the callback runs exactly once, never before
+          -- on_used/on_free has returned
+          it(T.NAMES[kind] .. " calls back exactly once, after the call returned", function()
+            local ok, why = ready(kind)
+            if not ok then return pending(why) end
+            local bad = {}
+            for i, c in ipairs(res.calls) do
+              local o = res.outcomes[kind][i]
+              if c.callback and not o.raised and (o.calls ~= 1 or o.early or o.returned ~= "true") then
+                bad[#bad + 1] = c.label .. ": " .. C.show(o)
+              end
+            end
+            assert(#bad == 0, table.concat(bad, "\n"))
+          end)
+        end
 
         -- SPEC "Split of work": a message is "<operation> <where>: <text>",
         -- the same from every transport.
         it(T.NAMES[kind] .. " words each error as the core does", function()
           local ok, why = ready(kind)
           if not ok then return pending(why) end
-          local diff = C.diff(res.calls, "core", res.outcomes.core, kind, res.outcomes[kind],
+          local diff = C.diff(res.calls, "core (uv for callbacks)", base_of(res), kind, res.outcomes[kind],
             function(_, a, b)
               if not (a and b and a.v == "nil" and b.v == "nil" and a.code == b.code) then return true end
               return a.err == b.err

@@ -279,7 +279,7 @@ describe("the netlink reply parser", function()
     end
     local FIELDS = { family = "string", address = "string", port = "number", uid = "number",
                      inode = "number", v6only = "boolean" }
-    local function pack(...) return { n = select("#", ...), ... } end
+    local pack = require("tcp_port_used.pack").pack
     local seen = { rejected = 0 }
     for i = 1, 3000 do
       local b = { whole:byte(1, -1) }

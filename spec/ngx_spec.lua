@@ -309,6 +309,8 @@ describe("tcp_port_used.ngx", function()
         headers["x-wait-error"], 1, true)
       assert.matches("check: cannot probe in the nginx 'header_filter' phase",
         headers["x-check-error"], 1, true)
+      -- the core module's waits, which choose ngx.sleep inside nginx, refuse alike
+      assert.equals(headers["x-wait-error"], headers["x-core-wait-error"])
     end)
 
     it("raises an error naming the phase in log_by_lua", function()

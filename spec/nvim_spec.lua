@@ -244,4 +244,25 @@ describe("tcp_port_used.uv in Neovim", function()
     assert.equals(0, rc, out)
     assert.matches("fast false [^\n]*wait_until_used: cannot block inside a luv callback", out)
   end)
+
+  -- SPEC "adapters": the callback runs exactly once, where the editor's
+  -- API may be called, even when the caller's on_retry raises
+  it("hands an error of on_retry to the callback, outside a fast event", function()
+    local out, rc = nvim(PRELUDE .. [[
+      local free = uv.new_tcp()
+      assert(free:bind("127.0.0.1", 0))
+      local calls, got = 0, nil
+      local returned = ad.on_used({ port = free:getsockname().port, host = "127.0.0.1", timeout_ms = 5000,
+                                    retry_ms = 20, on_retry = function() error("gave up", 0) end },
+        function(ok, err)
+          calls = calls + 1
+          got = { ok, err, vim.in_fast_event(), vim.api.nvim_get_current_buf() > 0 }
+        end)
+      vim.wait(10000, function() return got ~= nil end, 10)
+      say("returned", returned, "calls", calls, "got", got[1], got[2], got[3], got[4])
+      ticker:close(); free:close()
+    ]])
+    assert.equals(0, rc, out)
+    assert.matches("returned true calls 1 got nil gave up false true\n", out, 1, true)
+  end)
 end)

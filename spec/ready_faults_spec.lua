@@ -10,9 +10,7 @@ local core = require "tcp_port_used.core"
 local H = require "helpers"
 local S = require "servers"
 
-local function pack(...)
-  return { n = select("#", ...), ... }
-end
+local pack = require("tcp_port_used.pack").pack
 
 -- check's values and how long it took, in ms.
 local function timed(o)

@@ -6,9 +6,7 @@ local tpu = require "tcp_port_used"
 local H = require "helpers"
 local S = require "servers"
 
-local function pack(...)
-  return { n = select("#", ...), ... }
-end
+local pack = require("tcp_port_used.pack").pack
 
 describe("ready = \"http\" against a real nginx", function()
   local n, why = S.nginx_start(S.slurp(H.root .. "/spec/nginx/ready.conf"))

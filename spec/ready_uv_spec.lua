@@ -8,9 +8,7 @@ local S = require "servers"
 
 local has_luv = pcall(require, "tcp_port_used.uv")
 
-local function pack(...)
-  return { n = select("#", ...), ... }
-end
+local pack = require("tcp_port_used.pack").pack
 
 describe("readiness through tcp_port_used.uv on luv", function()
   if not has_luv then

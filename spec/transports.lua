@@ -54,7 +54,13 @@ function T.child(kind, file, fill)
   local f = assert(io.open(file))
   local calls = C.load(f:read("*a"))
   f:close()
-  io.write(marked(C.literal(C.run(mod, calls, fill))))
+  local settle
+  if kind ~= "core" then
+    -- luv's default loop runs until no handle is left: every callback due has run
+    local uv = require "luv"
+    settle = function() uv.run() end
+  end
+  io.write(marked(C.literal(C.run(mod, calls, fill, settle))))
   -- out before the interpreter closes: a crash there is reported apart
   io.stdout:flush()
 end
@@ -133,11 +139,17 @@ T.FIXTURES = {
   udpdual6 = function() return H.udp("::", 0, { v6only = false }) end,
 }
 
+-- The wait whose values a callback form passes on.
+local WAIT_OF = { on_used = "wait_until_used", on_free = "wait_until_free" }
+
 --- Runs the cross product of t.ports (fixture names) x t.hosts (false:
 -- host omitted) x t.modes (with t.timeout_ms, if given), the same for
 -- t.udp_ports in UDP's modes (H.udp_modes), then t.extra
--- (calls whose port is a fixture name or a number), through each kind of
--- t.kinds. Returns { calls =,
+-- (calls whose port is a fixture name or a number), then t.callbacks
+-- (callback forms: { fn =, port =, opts =, cb =, no_cb =, with_wait =,
+-- label = }, port nil for the form with one options table; with_wait:
+-- followed by its matching wait, `twin` = the callback's index), through
+-- each kind of t.kinds. Returns { calls =,
 -- outcomes = { [kind] = list }, missing = { [kind] = why }, ports = }.
 function T.table_run(t)
   local held, ports = {}, {}
@@ -170,6 +182,35 @@ function T.table_run(t)
   cross(udp_ports, H.udp_modes, "udp")
   for _, e in ipairs(t.extra or {}) do
     add(e.fn or "check", e.port, e.opts, e.label)
+  end
+  -- a fixture's name as port, or in opts' port and ports, is its number
+  local function number(v) return ports[v] or v end
+  for _, e in ipairs(t.callbacks or {}) do
+    local o = e.opts
+    if type(o) == "table" then
+      o = {}
+      for k, v in pairs(e.opts) do o[k] = v end
+      o.port = number(o.port)
+      if type(o.ports) == "table" then
+        o.ports = {}
+        for i, p in ipairs(e.opts.ports) do o.ports[i] = number(p) end
+      end
+    end
+    -- e.cb, or nil with e.no_cb: what to pass in place of the recording callback
+    local a, at
+    if e.port ~= nil then a, at = { number(e.port), o }, 3 else a, at = { o }, 2 end
+    local recorded = e.cb == nil and not e.no_cb
+    a[at] = e.cb
+    calls[#calls + 1] = { fn = e.fn, args = a, n = at, callback = recorded and at or nil,
+                          label = e.fn .. " " .. e.label }
+    -- the wait whose values the callback must get (twin: the callback's call)
+    if recorded and e.with_wait then
+      local w = {}
+      for k, v in pairs(type(o) == "table" and o or {}) do w[k] = v end
+      if e.port ~= nil then w.port = number(e.port) end
+      calls[#calls + 1] = { fn = WAIT_OF[e.fn], args = { w }, n = 1, twin = #calls,
+                            label = WAIT_OF[e.fn] .. " as " .. e.fn .. " " .. e.label }
+    end
   end
   local res = { calls = calls, outcomes = {}, missing = {}, ports = ports }
   for _, kind in ipairs(t.kinds or T.KINDS) do

@@ -463,5 +463,17 @@ describe("tcp_port_used.uv on luv", function()
       assert.has_error(function() ad.run(function() end, 3) end,
         "bad argument #2 to 'run' (function expected, got 3)")
     end)
+
+    it("of the callback forms point at the caller's line", function()
+      local line = debug.getinfo(1, "l").currentline
+      local _, repeated = pcall(function() ad.on_used(80, { port = 81 }, print) end)
+      local _, no_cb = pcall(function() ad.on_free({ port = 80 }) end)
+      local _, bad_port = pcall(function() ad.on_used(0, nil, print) end)
+      assert.matches("uv_spec.lua:" .. line + 1 .. ": bad argument #2 to 'on_used' (opts must not hold port " ..
+        "or ports when the port is argument #1)", repeated, 1, true)
+      assert.matches("uv_spec.lua:" .. line + 2 .. ": bad argument #2 to 'on_free' (callback must be a " ..
+        "function, got nil)", no_cb, 1, true)
+      assert.matches("uv_spec.lua:" .. line + 3 .. ": bad argument #1 to 'on_used' (port must be", bad_port, 1, true)
+    end)
   end)
 end)

@@ -16,6 +16,7 @@
 local core = require "tcp_port_used.core"
 local verdict = require "tcp_port_used.verdict"
 local words = require "tcp_port_used.words"
+local pack = require("tcp_port_used.pack").pack
 
 local M = {}
 
@@ -100,10 +101,6 @@ local function covers(l, address, port, proto)
     return not l.v6only
   end
   return l.family == "inet6" and (l.address == address or l.address == "::")
-end
-
-local function pack(...)
-  return { n = select("#", ...), ... }
 end
 
 --- outcomes(host, port [, proto]): the outcome pairs of a listen probe

@@ -17,66 +17,64 @@ local tpu = require "tcp_port_used"
 local core = require "tcp_port_used.core"
 local args = require "tcp_port_used.args"
 local loop = require "tcp_port_used.loop"
+local adapter = require "tcp_port_used.adapter"
 
 local M = { _VERSION = tpu._VERSION }
 
-local type, tostring, pairs, pcall, error = type, tostring, pairs, pcall, error
+local tostring, pcall, error = tostring, pcall, error
 local min = math.min
 local now = core.now
 local public = require("tcp_port_used.verdict").public
 local get_phase, ngx_sleep, timer_at = ngx.get_phase, ngx.sleep, ngx.timer.at
 local exiting = ngx.worker.exiting
-local unpack = table.unpack or unpack -- luacheck: ignore 143
-
--- Where cosockets and ngx.sleep both work (lua-nginx-module's README).
-local COSOCKET_PHASES = {
-  rewrite = true, access = true, content = true, timer = true,
-  ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true,
-}
+local COSOCKET_PHASES = adapter.NGX_YIELD_PHASES
 
 local function sleep_ms(ms)
   ngx_sleep(ms / 1000)
-end
-
-local function phase_error(fname, phase, doing)
-  error(string.format("%s: cannot %s in the nginx '%s' phase: it has no cosockets or " ..
-    "ngx.sleep and must not block (call it from a rewrite, access, content or timer " ..
-    "handler, or use on_used/on_free, which run it in a timer)", fname, doing, phase), 3)
 end
 
 -- probe.lua and the verdict over the OpenResty transport: the same answer
 -- as the C core gives for the same input.
 local probe = require("tcp_port_used.probe")(require "tcp_port_used.transport.ngx")
 
-local function wait_here(o, sleep)
+-- Where a job may block the worker, by what it does: no request is served
+-- yet in init and init_worker, but only init may spend a wait's time.
+local MAY_BLOCK = { probe = { init = true, init_worker = true }, wait = { init = true } }
+
+--- Runs job(sleep) as this phase allows and returns its values: in the
+-- cosocket phases with sleep = ngx.sleep in milliseconds (the worker
+-- serves others meanwhile), where it may block with sleep = nil (probes
+-- block in C); elsewhere it raises naming the phase. doing: "probe" (one
+-- probe, bounded by its timeout) or "wait". Call it as a tail call, so
+-- that the error points at the caller of the public function.
+local function perform(fname, doing, job)
+  local phase = get_phase()
+  if COSOCKET_PHASES[phase] then return job(sleep_ms) end
+  if MAY_BLOCK[doing][phase] then return job(nil) end
+  adapter.phase_error(fname, phase, doing, 2)
+end
+
+-- A wait whose probes sleep with probe_sleep (nil: they block) and whose
+-- rounds sleep with sleep.
+local function wait_with(o, probe_sleep, sleep)
   return loop.wait(o, function(port, budget)
-    return probe(o, port, budget, sleep_ms)
+    return probe(o, port, budget, probe_sleep)
   end, sleep, now)
 end
 
 --- check(port [, host]) or check{ port, host, timeout_ms, mode, close }.
 function M.check(a, b)
   local o = args.check("check", a, b)
-  local phase = get_phase()
-  if COSOCKET_PHASES[phase] then return public(probe(o, o.port, o.timeout_ms, sleep_ms)) end
-  -- No request is served yet in these phases: one probe bounded by
-  -- timeout_ms may block.
-  if phase == "init" or phase == "init_worker" then
-    return public(probe(o, o.port, o.timeout_ms, nil))
-  end
-  phase_error("check", phase, "probe")
+  return perform("check", "probe", function(sleep)
+    return public(probe(o, o.port, o.timeout_ms, sleep))
+  end)
 end
 
 args.define_waits(M, function(fname, o)
-  local phase = get_phase()
-  if COSOCKET_PHASES[phase] then return wait_here(o, o.sleep or sleep_ms) end
-  if phase == "init" then
-    local sleep = o.sleep or core.sleep
-    return loop.wait(o, function(port, budget)
-      return probe(o, port, budget, o.sleep)
-    end, sleep, now)
-  end
-  phase_error(fname, phase, "wait")
+  return perform(fname, "wait", function(sleep)
+    if sleep then return wait_with(o, sleep, o.sleep or sleep) end
+    return wait_with(o, o.sleep, o.sleep or core.sleep)
+  end)
 end)
 
 -- A worker that is shutting down must not be held by a long wait: the
@@ -102,18 +100,10 @@ local function timer_sleep(user_sleep)
   end
 end
 
-local function pack(...)
-  return { n = select("#", ...), ... }
-end
-
 local function on_timer(premature, o, cb)
   if premature then return cb(nil, "shutdown") end
-  local r = pack(pcall(wait_here, o, timer_sleep(o.sleep)))
-  if r[1] then return cb(unpack(r, 2, r.n)) end
-  if r[2] == SHUTDOWN then return cb(nil, "shutdown") end
-  -- An error raised by on_retry or opts.sleep: the callback still runs
-  -- exactly once, and hears of it.
-  return cb(nil, tostring(r[2]))
+  -- an error raised by on_retry or opts.sleep, or SHUTDOWN, reaches cb
+  return adapter.deliver(cb, pcall(wait_with, o, sleep_ms, timer_sleep(o.sleep)))
 end
 
 -- on_used(port, opts, cb) or on_used(opts, cb): starts the wait in a
@@ -121,38 +111,15 @@ end
 -- exactly once: cb(nil, "shutdown") when the worker exits first. Returns
 -- nil, err when nginx refuses the timer (lua_max_pending_timers), and cb
 -- is then never called.
-local function define_on(fname, in_use)
-  M[fname] = function(a, b, c)
-    local t, cb, cb_argn = a, b, 2
-    if type(a) ~= "table" then
-      if b ~= nil and type(b) ~= "table" then
-        args.fail(fname, 2, "opts must be a table or nil", b, 3)
-      end
-      t = {}
-      for k, v in pairs(b or {}) do t[k] = v end
-      if t.port ~= nil or t.ports ~= nil then
-        error(string.format("bad argument #2 to '%s' (opts must not hold port or ports " ..
-          "when the port is argument #1)", fname), 2)
-      end
-      t.port, cb, cb_argn = a, c, 3
-    end
-    local o = args.wait_table(fname, t, in_use)
-    if type(cb) ~= "function" then
-      args.fail(fname, cb_argn, "callback must be a function", cb, 3)
-    end
-    local phase = get_phase()
-    if phase == "init" then
-      error(string.format("%s: nginx has no timers in the 'init' phase (call %s there, " ..
-        "which blocks as init allows, or %s from init_worker_by_lua)", fname,
-        in_use and "wait_until_used" or "wait_until_free", fname), 2)
-    end
-    local ok, err = timer_at(0, on_timer, o, cb)
-    if not ok then return nil, fname .. ": cannot start a timer: " .. tostring(err) end
-    return true
+adapter.define_callbacks(M, function(fname, o, cb)
+  if get_phase() == "init" then
+    error(string.format("%s: nginx has no timers in the 'init' phase (call %s there, " ..
+      "which blocks as init allows, or %s from init_worker_by_lua)", fname,
+      o.in_use and "wait_until_used" or "wait_until_free", fname), 3)
   end
-end
-
-define_on("on_used", true)
-define_on("on_free", false)
+  local ok, err = timer_at(0, on_timer, o, cb)
+  if not ok then return nil, fname .. ": cannot start a timer: " .. tostring(err) end
+  return true
+end)
 
 return M

@@ -1,22 +1,14 @@
 --- How a wait passes the time between probes, and the small driver that
 -- runs several waits at once in plain Lua (tcp_port_used.run).
 local core = require "tcp_port_used.core"
+local adapter = require "tcp_port_used.adapter"
+local pack, unpack = require("tcp_port_used.pack").pack, require("tcp_port_used.pack").unpack
 
 local M = {}
 
-local now, yield, isyieldable = core.now, coroutine.yield, coroutine.isyieldable
-
--- Phases in which ngx.sleep works (lua-nginx-module's README).
-local NGX_SLEEP_PHASES = {
-  rewrite = true, access = true, content = true, timer = true,
-  ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true,
-}
-
-local function can_yield()
-  if isyieldable then return isyieldable() end
-  local co, main = coroutine.running()
-  return co ~= nil and not main
-end
+local now, yield = core.now, coroutine.yield
+local can_yield = adapter.can_yield
+local NGX_SLEEP_PHASES = adapter.NGX_YIELD_PHASES
 
 --- The yield protocol: the wait yields the milliseconds until its next
 -- probe is due (a number) and expects to be resumed with no values.
@@ -44,20 +36,12 @@ function M.choose(o, fname)
     local phase = ngx_.get_phase()
     if NGX_SLEEP_PHASES[phase] then return ngx_sleep, false end
     if phase ~= "init" then
-      error(string.format("%s: cannot wait in the nginx '%s' phase: it allows neither " ..
-        "ngx.sleep nor blocking (wait in a rewrite, access, content or timer handler, or " ..
-        "use tcp_port_used.ngx's on_used/on_free from init_worker_by_lua)", fname, phase), 3)
+      adapter.phase_error(fname, phase, "wait", 3)
     end
     return core.sleep, true
   end
   if o.yield and can_yield() then return M.yield_sleep, false end
   return core.sleep, true
-end
-
-local unpack = table.unpack or unpack
-
-local function pack(...)
-  return { n = select("#", ...), ... }
 end
 
 --- run(a, b, ...): runs each function or coroutine concurrently, resuming

@@ -16,6 +16,8 @@
 local args = require "tcp_port_used.args"
 local loop = require "tcp_port_used.loop"
 local policy = require "tcp_port_used.policy"
+local adapter = require "tcp_port_used.adapter"
+local pack, unpack = require("tcp_port_used.pack").pack, require("tcp_port_used.pack").unpack
 
 local vim_ = rawget(_G, "vim")
 local nvim = type(vim_) == "table" and (vim_.uv or vim_.loop) ~= nil
@@ -36,7 +38,6 @@ local tpu = has_core and require "tcp_port_used" or nil
 
 local M = { _VERSION = tpu and tpu._VERSION or require "tcp_port_used.version", has_core = has_core }
 
-local unpack = table.unpack or unpack
 local yield, resume, status = coroutine.yield, coroutine.resume, coroutine.status
 local hrtime = uv.hrtime
 local public = require("tcp_port_used.verdict").public
@@ -51,15 +52,7 @@ local uvt = require("tcp_port_used.transport.uv")(uv, now)
 local start_timer = uvt.start_timer
 policy.clock(now)
 
-local function pack(...)
-  return { n = select("#", ...), ... }
-end
-
-local function can_yield()
-  if coroutine.isyieldable then return coroutine.isyieldable() end
-  local co, main = coroutine.running()
-  return co ~= nil and not main
-end
+local can_yield = adapter.can_yield
 
 -- Neovim runs luv callbacks as "fast events", where the editor API is
 -- off limits: everything of the caller's (a resumed coroutine, on_retry,
@@ -79,7 +72,7 @@ local function defer(f)
 end
 
 -- Coroutines this module created, each with the function that receives
--- its packed results (or nil, error).
+-- its packed results (or nil, the error with a traceback, the error).
 local tasks = setmetatable({}, { __mode = "k" })
 -- Coroutines suspended in await (a yield of ours, not of the caller's code).
 local parked = setmetatable({}, { __mode = "k" })
@@ -104,7 +97,7 @@ function wake(co)
     if not ok then error(debug.traceback(co, tostring(r)), 0) end
     return
   end
-  if not ok then return task(nil, debug.traceback(co, tostring(r))) end
+  if not ok then return task(nil, debug.traceback(co, tostring(r)), r) end
   if status(co) == "dead" then return task(r) end
   if not parked[co] then resume_after(co, r) end
 end
@@ -219,10 +212,10 @@ local probe = require("tcp_port_used.probe") {
 
 local LUV_MODES = { connect = true, bind = true, any = true }
 
-local function needs_core(fname, o)
+local function needs_core(fname, o, level)
   if not LUV_MODES[o.mode] and not tpu then
     error(string.format("bad argument #1 to '%s' (mode '%s' needs the C core " ..
-      "tcp_port_used.core, which is not installed)", fname, o.mode), 3)
+      "tcp_port_used.core, which is not installed)", fname, o.mode), level or 3)
   end
 end
 
@@ -247,32 +240,19 @@ args.define_waits(M, function(fname, o)
   return perform(fname, o.yield, function() return wait_job(o) end)
 end)
 
--- on_used(port, opts, cb) or on_used(opts, cb).
-local function define_callback(fname, in_use)
-  M[fname] = function(a, b, c)
-    local o, cb, cbn
-    if type(a) == "table" then
-      o, cb, cbn = args.wait_table(fname, a, in_use), b, 2
-    else
-      if b ~= nil and type(b) ~= "table" then args.fail(fname, 2, "opts must be a table or nil", b, 3) end
-      local t = {}
-      for k, v in pairs(b or {}) do t[k] = v end
-      t.port = a
-      o, cb, cbn = args.wait_table(fname, t, in_use), c, 3
-    end
-    if type(cb) ~= "function" then args.fail(fname, cbn, "callback must be a function", cb, 3) end
-    needs_core(fname, o)
-    defer(function()
-      spawn(function() return wait_job(o) end, function(r, err)
-        if not r then error(err, 0) end
-        cb(unpack(r, 1, r.n))
-      end)
+-- on_used(port, opts, cb) or on_used(opts, cb): returns true at once;
+-- cb gets the wait's values, or nil and the text of an error raised by
+-- on_retry or opts.sleep.
+adapter.define_callbacks(M, function(fname, o, cb)
+  needs_core(fname, o, 4)
+  defer(function()
+    spawn(function() return wait_job(o) end, function(r, _, err)
+      if r then return adapter.deliver(cb, true, unpack(r, 1, r.n)) end
+      adapter.deliver(cb, false, err)
     end)
-  end
-end
-
-define_callback("on_used", true)
-define_callback("on_free", false)
+  end)
+  return true
+end)
 
 --- run(f, g, ...): runs each function concurrently on the loop (blocking as
 -- the waits do outside a coroutine) and returns one table of results per

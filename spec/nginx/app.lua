@@ -100,6 +100,7 @@ end
 function M.header_filter(port)
   ngx.header["X-Wait-Error"] = select(2, pcall(ad.wait_until_used, port))
   ngx.header["X-Check-Error"] = select(2, pcall(ad.check, port))
+  ngx.header["X-Core-Wait-Error"] = select(2, pcall(require("tcp_port_used").wait_until_used, port))
 end
 
 function M.log(port)

@@ -7,10 +7,21 @@ local C = require "calls"
 
 local M = {}
 
+-- The callback forms' timers: until done() and no timer is left running
+-- or pending (a second call of a callback would come before), sleeping
+-- between looks, as nginx offers no event for a timer's end.
+local function settle(done)
+  local deadline = ngx.now() + 60
+  repeat
+    ngx.sleep(0.001)
+  until done() and ngx.timer.running_count() == 0 and ngx.timer.pending_count() == 0
+    or ngx.now() > deadline
+end
+
 function M.run()
   ngx.req.read_body()
   local calls = C.load(assert(ngx.req.get_body_data(), "no calls in the request body"))
-  local outcomes = C.run(require "tcp_port_used.ngx", calls, ngx.var.arg_fill == "1")
+  local outcomes = C.run(require "tcp_port_used.ngx", calls, ngx.var.arg_fill == "1", settle)
   ngx.say(C.literal(outcomes))
 end
 

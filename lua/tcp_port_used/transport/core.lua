@@ -10,14 +10,10 @@ local stream = require "tcp_port_used.transport.stream"
 
 local M = {}
 
-local type, min, select = type, math.min, select
-local unpack = table.unpack or unpack -- luacheck: ignore 143
+local type, min = type, math.min
+local pack, unpack = require("tcp_port_used.pack").pack, require("tcp_port_used.pack").unpack
 local now, core_connect, core_start = core.now, core.connect, core.start
 local core_stream, core_stream_unix, core_resolve = core.stream, core.stream_unix, core.resolve
-
-local function pack(...)
-  return { n = select("#", ...), ... }
-end
 
 -- Polls a started probe between sleeps until it answers or the budget is
 -- spent; an abandoned probe is closed by its __gc.

@@ -19,8 +19,8 @@ local stream = require "tcp_port_used.transport.stream"
 
 local M = {}
 
-local max, ceil, select = math.max, math.ceil, select
-local unpack = table.unpack or unpack -- luacheck: ignore 143
+local max, ceil = math.max, math.ceil
+local pack, unpack = require("tcp_port_used.pack").pack, require("tcp_port_used.pack").unpack
 local now, local_addresses = core.now, core.local_addresses
 
 -- lua-nginx-module reports a failed connect with strerror()'s words (a
@@ -71,10 +71,6 @@ local function cosocket(address, port, budget)
     return true
   end
   return code_of(err)
-end
-
-local function pack(...)
-  return { n = select("#", ...), ... }
 end
 
 --- connect(host, port, budget, close, sleep): outcome pairs. sleep is
