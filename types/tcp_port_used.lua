@@ -293,16 +293,18 @@ local callbacks = {}
 ---@param port integer 1..65535
 ---@param opts tcp_port_used.wait_opts|nil
 ---@param cb tcp_port_used.callback
----@return true? started ngx: true, or nil, err when nginx refuses the timer
----@overload fun(opts: tcp_port_used.wait_opts, cb: tcp_port_used.callback): true?
+---@return true|nil started true at once; ngx: nil when nginx refuses the timer, and cb is then never called
+---@return string? err why the timer was refused (ngx)
+---@overload fun(opts: tcp_port_used.wait_opts, cb: tcp_port_used.callback): true|nil, string?
 function callbacks.on_used(port, opts, cb) end
 
 ---As on_used, until the port is free.
 ---@param port integer 1..65535
 ---@param opts tcp_port_used.wait_opts|nil
 ---@param cb tcp_port_used.callback
----@return true? started ngx: true, or nil, err when nginx refuses the timer
----@overload fun(opts: tcp_port_used.wait_opts, cb: tcp_port_used.callback): true?
+---@return true|nil started true at once; ngx: nil when nginx refuses the timer, and cb is then never called
+---@return string? err why the timer was refused (ngx)
+---@overload fun(opts: tcp_port_used.wait_opts, cb: tcp_port_used.callback): true|nil, string?
 function callbacks.on_free(port, opts, cb) end
 
 ---Is something listening on this TCP (or UDP) port, and wait until it is, or

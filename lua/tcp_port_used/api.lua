@@ -436,7 +436,8 @@ F.on_used = { name = "on_used",
   params = { POS_PORT, param("opts", M.options.wait.class .. "|nil"), param("cb", "tcp_port_used.callback") },
   overloads = { { param("opts", M.options.wait.class), param("cb", "tcp_port_used.callback") } },
   options = "wait",
-  returns = { opt("started", "true", "ngx: true, or nil, err when nginx refuses the timer") },
+  returns = { param("started", "true|nil", "true at once; ngx: nil when nginx refuses the timer, " ..
+    "and cb is then never called"), opt("err", "string", "why the timer was refused (ngx)") },
   codes = WAIT }
 F.on_free = { name = "on_free", desc = "As on_used, until the port is free.",
   params = F.on_used.params, overloads = F.on_used.overloads, options = "wait",
