@@ -1,0 +1,264 @@
+--- Every fenced code block of README.md and docs/*.md runs, so that none
+-- can go stale (docs/reliability.md, "Writing docs", says the same for
+-- writers).
+--
+-- Languages:
+--   ```lua   a chunk run by a fresh interpreter of the runtime under test
+--            (TPU_LUA), package paths at the checkout's lua/ and the build
+--            dir (TPU_CPATH); it fails the spec when it exits non-zero.
+--   ```sh    run by sh, with `tcp-port-used` on PATH meaning the
+--            checkout's bin/tcp-port-used on TPU_LUA; it fails the spec
+--            when a tcp-port-used in it exits 2 or more (usage error,
+--            failure to probe: exit 1 is an answer, "free" or "timed
+--            out") or when sh itself ends with 2 or more (syntax error,
+--            command not found).
+--   any other language (nginx, ini, text, or none) is not run.
+--
+-- A block may be preceded (on the line before its fence) by an HTML
+-- comment that says what it needs, as `;`-separated directives:
+--   <!-- run: listen 8080 6379 -->  a real TCP listener (dual-stack when
+--        the machine has IPv6) on a port picked at run time for each
+--        literal port; every occurrence of the literal in the block is
+--        replaced by the picked port.
+--   <!-- run: free 8080 -->          the literal becomes a port that was
+--        free a moment ago.
+--   <!-- run: http 8080 -->          a real nginx: /healthz says 503,
+--        every other path 200; `redis 6379` a real redis-server;
+--        `postgres 5432` a real PostgreSQL 15 cluster (trust), whose
+--        socket directory also replaces "/run/postgresql" in the block.
+--        Where a server cannot start, the block is pending with the reason.
+--   <!-- run: module luv -->         pending where the runtime under test
+--        cannot require that module.
+--   <!-- run: checkout -->           the block runs in the checkout's root
+--        (examples of running from a checkout), not in a temp dir.
+--   <!-- run: cmd ./serve ./start-app --> executables that exit 0, made in
+--        the block's working directory (a fresh temp dir), for examples
+--        that exec a program once ready.
+--   <!-- run: skip: reason -->       pending, with the reason (never passed).
+local H = require "helpers"
+local S = require "servers"
+
+local ROOT = H.root
+
+local function slurp(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local function write(path, text, mode)
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+  if mode then os.execute("chmod " .. mode .. " " .. H.quote(path)) end
+end
+
+local RUN = { lua = true, sh = true }
+
+--- The fenced blocks of one Markdown file: { lang, code, line, run } where
+-- line is the fence's line number and run the directive text or nil.
+local function blocks(path)
+  local found, cur, prev = {}, nil, nil
+  local n = 0
+  for line in (slurp(path) .. "\n"):gmatch("(.-)\r?\n") do
+    n = n + 1
+    if cur then
+      if line:match("^%s*```%s*$") then
+        found[#found + 1], cur = cur, nil
+      else
+        cur.lines[#cur.lines + 1] = line
+      end
+    else
+      local lang = line:match("^%s*```%s*([%w_+-]*)")
+      if lang then
+        cur = { lang = lang, lines = {}, line = n, run = prev and prev:match("^%s*<!%-%-%s*run:%s*(.-)%s*%-%->") }
+      end
+    end
+    prev = line
+  end
+  assert(not cur, path .. ":" .. (cur and cur.line or 0) .. ": a code block is not closed")
+  for _, b in ipairs(found) do b.code = table.concat(b.lines, "\n") .. "\n" end
+  return found
+end
+
+local function files()
+  local list = { "README.md" }
+  local p = assert(io.popen("ls " .. H.quote(ROOT .. "/docs") .. "/*.md 2>/dev/null"))
+  for f in p:lines() do list[#list + 1] = "docs/" .. f:match("([^/]+)$") end
+  p:close()
+  return list
+end
+
+--- Directive text -> list of { word, args } (skip keeps its reason whole).
+local function directives(text)
+  local list = {}
+  for part in (text or ""):gmatch("[^;]+") do
+    local word, rest = part:match("^%s*([%w_-]+):?%s*(.-)%s*$")
+    assert(word, "a run directive without a word: " .. part)
+    local args = {}
+    if word == "skip" then args[1] = rest else
+      for a in rest:gmatch("%S+") do args[#args + 1] = a end
+    end
+    list[#list + 1] = { word = word, args = args }
+  end
+  return list
+end
+
+local HTTP_CONF = [[
+worker_processes 1;
+pid logs/nginx.pid;
+events { worker_connections 64; }
+http {
+  access_log off;
+  client_body_temp_path tmp/body;
+  proxy_temp_path tmp/proxy;
+  fastcgi_temp_path tmp/fastcgi;
+  uwsgi_temp_path tmp/uwsgi;
+  scgi_temp_path tmp/scgi;
+  server {
+    listen 127.0.0.1:${PORT};
+    location = /healthz { return 503; }
+    location / { return 200 "ok\n"; }
+  }
+}
+]]
+
+local function listener()
+  local ok, l = pcall(H.listen, "::", 0, 128, false)
+  if not ok then l = H.listen("127.0.0.1", 0, 128) end
+  return l.port, l.close
+end
+
+-- Names a block may look up: anything else would send DNS off the machine.
+local LOCAL_NAMES = { localhost = true, ["127.0.0.1"] = true, ["::1"] = true, ["[::1]"] = true, ["*"] = true }
+
+--- The first host name in code that is not this machine's, or nil.
+local function foreign_name(code)
+  for _, pat in ipairs { "host%s*=%s*[\"']([^\"']+)[\"']", "://[^/%s@]*@?([%a][%w%.%-]*)",
+                         "%f[%w]([%a][%w%.%-]*):%d+" } do
+    for name in code:gmatch(pat) do
+      if not LOCAL_NAMES[name] and not name:match("^[%d%.]+$") then return name end
+    end
+  end
+end
+
+--- Sets up what the directives ask for. Returns the block's text with
+-- its literals replaced, the working directory and a list of cleanups,
+-- or nil and the reason it cannot run here.
+local function prepare(block, cleanups)
+  local code = block.code
+  local name = foreign_name(code)
+  if name and not (block.run or ""):match("^%s*skip") then
+    error("the block names the host '" .. name .. "': a lookup would leave the machine;" ..
+      " use 127.0.0.1 or mark it <!-- run: skip: why -->", 0)
+  end
+  local dir = S.tmpdir("docblock")
+  cleanups[#cleanups + 1] = function() H.run("rm -rf " .. H.quote(dir)) end
+  local subst = {}
+  for _, d in ipairs(directives(block.run)) do
+    local w, a = d.word, d.args
+    if w == "skip" then
+      return nil, "skip: " .. (a[1] ~= "" and a[1] or "no reason given")
+    elseif w == "listen" then
+      for _, lit in ipairs(a) do
+        local port, close = listener()
+        cleanups[#cleanups + 1] = close
+        subst[lit] = port
+      end
+    elseif w == "free" then
+      for _, lit in ipairs(a) do subst[lit] = H.free_port() end
+    elseif w == "http" then
+      local n, why = S.nginx_start(HTTP_CONF)
+      if not n then return nil, why end
+      cleanups[#cleanups + 1] = function() S.nginx_stop(n) end
+      subst[a[1]] = n.port
+    elseif w == "redis" then
+      local r, why = S.redis_start()
+      if not r then return nil, why end
+      cleanups[#cleanups + 1] = function() S.redis_stop(r) end
+      subst[a[1]] = r.port
+    elseif w == "postgres" then
+      local pg, why = S.pg_init("docpg")
+      if pg then pg, why = S.pg_start(pg) end
+      if not pg then return nil, why end
+      cleanups[#cleanups + 1] = function() S.pg_stop(pg) end
+      subst[a[1]] = pg.port
+      code = code:gsub("/run/postgresql", function() return pg.dir end)
+    elseif w == "module" then
+      local _, rc = H.run(H.lua_exec() .. " -e " .. H.quote("require " .. string.format("%q", a[1])) ..
+        " >/dev/null 2>&1")
+      if rc ~= 0 then return nil, a[1] .. " cannot be required on " .. H.lua end
+    elseif w == "checkout" then
+      block.cwd = ROOT
+    elseif w == "cmd" then
+      for _, name in ipairs(a) do write(dir .. "/" .. name:gsub("^%./", ""), "#!/bin/sh\nexit 0\n", "755") end
+    else
+      error("unknown run directive '" .. w .. "'")
+    end
+  end
+  for lit, port in pairs(subst) do
+    code = code:gsub("%f[%d]" .. lit .. "%f[%D]", tostring(port))
+  end
+  return code, dir
+end
+
+local PATHS = string.format("package.path = %q .. package.path; package.cpath = %q .. package.cpath",
+  ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;", H.cpath .. ";")
+
+-- Runs the block; returns its exit status and output (stdout and stderr).
+local function execute(block, code, dir)
+  local timeout = "timeout -k 5 120 "
+  local cd = "cd " .. H.quote(block.cwd or dir) .. " && "
+  if block.lang == "lua" then
+    write(dir .. "/block.lua", code)
+    return select(2, H.run(cd .. timeout .. H.lua_exec() .. " -e " .. H.quote(PATHS) .. " " ..
+      H.quote(dir .. "/block.lua") .. " > " .. H.quote(dir .. "/out") .. " 2>&1")), slurp(dir .. "/out")
+  end
+  -- sh: tcp-port-used is the checkout's, on this runtime; calls that end
+  -- with 2 or more are noted in a file the runner reads
+  os.execute("mkdir -p " .. H.quote(dir .. "/bin"))
+  write(dir .. "/bin/tcp-port-used", string.format([[#!/bin/sh
+LUA_PATH=%q LUA_CPATH=%q %s %q "$@"
+rc=$?
+[ "$rc" -ge 2 ] && echo "tcp-port-used $* exited $rc" >> %q
+exit $rc
+]], ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;;", H.cpath .. ";;", H.lua_exec(),
+    ROOT .. "/bin/tcp-port-used", dir .. "/errors"), "755")
+  write(dir .. "/block.sh", code)
+  local _, rc = H.run(cd .. "PATH=" .. H.quote(dir .. "/bin") .. ":$PATH " .. timeout .. "sh " ..
+    H.quote(dir .. "/block.sh") .. " > " .. H.quote(dir .. "/out") .. " 2>&1")
+  local out = slurp(dir .. "/out")
+  local f = io.open(dir .. "/errors")
+  if f then
+    out = out .. f:read("*a")
+    f:close()
+    if rc < 2 then rc = 2 end
+  elseif rc == 1 then
+    rc = 0 -- an answer ("free", "timed out"), not an error
+  end
+  return rc, out
+end
+
+describe("the code blocks of the docs", function()
+  for _, file in ipairs(files()) do
+    for _, block in ipairs(blocks(ROOT .. "/" .. file)) do
+      if RUN[block.lang] then
+        local where = file .. ":" .. block.line
+        it("run: " .. where .. " (" .. block.lang .. ")", function()
+          local cleanups = {}
+          local ok, err = pcall(function()
+            local code, dir_or_why = prepare(block, cleanups)
+            if not code then return pending(where .. ": " .. dir_or_why) end
+            local dir = dir_or_why
+            local rc, out = execute(block, code, dir)
+            assert(rc == 0, where .. ": the " .. block.lang .. " block exited " .. tostring(rc) ..
+              ":\n" .. out)
+          end)
+          for i = #cleanups, 1, -1 do cleanups[i]() end
+          if not ok then error(err, 0) end
+        end)
+      end
+    end
+  end
+end)
