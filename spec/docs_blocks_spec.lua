@@ -11,8 +11,11 @@
 --            when a tcp-port-used in it exits 2 or more (usage error,
 --            failure to probe: exit 1 is an answer, "free" or "timed
 --            out") or when sh itself ends with 2 or more (syntax error,
---            command not found).
---   any other language (nginx, ini, text, or none) is not run.
+--            command not found). LUA_PATH, LUA_CPATH and LUA_CPATH_5_x
+--            point at the checkout, so `lua5.4 -e 'require "tcp_port_used"'`
+--            works in a block as after `luarocks make`.
+--   any other language (nginx, ini, text, or none) is not run, but for
+--   an ```nginx block with a run directive (below).
 --
 -- A block may be preceded (on the line before its fence) by an HTML
 -- comment that says what it needs, as `;`-separated directives:
@@ -20,17 +23,31 @@
 --        the machine has IPv6) on a port picked at run time for each
 --        literal port; every occurrence of the literal in the block is
 --        replaced by the picked port.
+--   <!-- run: udp 27015 -->          a UDP socket bound on 0.0.0.0 (a game
+--        server's), likewise.
 --   <!-- run: free 8080 -->          the literal becomes a port that was
 --        free a moment ago.
 --   <!-- run: http 8080 -->          a real nginx: /healthz says 503,
 --        every other path 200; `redis 6379` a real redis-server;
+--        several literals after one server all become its port;
 --        `postgres 5432` a real PostgreSQL 15 cluster (trust), whose
 --        socket directory also replaces "/run/postgresql" in the block.
 --        Where a server cannot start, the block is pending with the reason.
 --   <!-- run: module luv -->         pending where the runtime under test
 --        cannot require that module.
+--   <!-- run: nvim -->               a ```lua block run inside a real headless
+--        Neovim (nvim --headless -u NONE, its LuaJIT and the jit build),
+--        whatever the runtime under test.
+--   <!-- run: nginx 18080 /ready --> an ```nginx block is a whole nginx.conf:
+--        run by a real nginx (Debian's, with lua-nginx-module) with
+--        /path/to/tcp-port-used meaning a copy of the checkout's lua/ and
+--        build/jit, the literal (its `listen 127.0.0.1:` port) a free
+--        port; passes when GET of the path there answers 200.
+--   <!-- run: needs runuser /usr/sbin/nginx --> pending unless each is a
+--        program here.
 --   <!-- run: checkout -->           the block runs in the checkout's root
---        (examples of running from a checkout), not in a temp dir.
+--        (examples of running from a checkout), not in a temp dir, and
+--        without the LUA_PATH/LUA_CPATH that other sh blocks get.
 --   <!-- run: cmd ./serve ./start-app --> executables that exit 0, made in
 --        the block's working directory (a fresh temp dir), for examples
 --        that exec a program once ready.
@@ -166,29 +183,50 @@ local function prepare(block, cleanups)
         cleanups[#cleanups + 1] = close
         subst[lit] = port
       end
+    elseif w == "udp" then
+      for _, lit in ipairs(a) do
+        local u = H.udp("0.0.0.0")
+        cleanups[#cleanups + 1] = u.close
+        subst[lit] = u.port
+      end
     elseif w == "free" then
       for _, lit in ipairs(a) do subst[lit] = H.free_port() end
     elseif w == "http" then
       local n, why = S.nginx_start(HTTP_CONF)
       if not n then return nil, why end
       cleanups[#cleanups + 1] = function() S.nginx_stop(n) end
-      subst[a[1]] = n.port
+      for _, lit in ipairs(a) do subst[lit] = n.port end
     elseif w == "redis" then
       local r, why = S.redis_start()
       if not r then return nil, why end
       cleanups[#cleanups + 1] = function() S.redis_stop(r) end
-      subst[a[1]] = r.port
+      for _, lit in ipairs(a) do subst[lit] = r.port end
     elseif w == "postgres" then
       local pg, why = S.pg_init("docpg")
       if pg then pg, why = S.pg_start(pg) end
       if not pg then return nil, why end
       cleanups[#cleanups + 1] = function() S.pg_stop(pg) end
-      subst[a[1]] = pg.port
+      for _, lit in ipairs(a) do subst[lit] = pg.port end
       code = code:gsub("/run/postgresql", function() return pg.dir end)
     elseif w == "module" then
       local _, rc = H.run(H.lua_exec() .. " -e " .. H.quote("require " .. string.format("%q", a[1])) ..
         " >/dev/null 2>&1")
       if rc ~= 0 then return nil, a[1] .. " cannot be required on " .. H.lua end
+    elseif w == "needs" then
+      for _, prog in ipairs(a) do
+        local _, rc = H.run("command -v " .. H.quote(prog) .. " >/dev/null 2>&1")
+        if rc ~= 0 then return nil, "needs " .. prog end
+      end
+    elseif w == "nvim" then
+      local _, rc = H.run("command -v nvim >/dev/null 2>&1")
+      if rc ~= 0 then return nil, "nvim is not installed" end
+      block.nvim = true
+    elseif w == "nginx" then
+      if block.lang ~= "nginx" then error("run: nginx is for an nginx.conf (```nginx) block", 0) end
+      local missing = require("ngxrun").missing()
+      if missing then return nil, "needs " .. missing end
+      subst[a[1]] = H.free_port()
+      block.nginx = { port_literal = a[1], path = a[2] or "/" }
     elseif w == "checkout" then
       block.cwd = ROOT
     elseif w == "cmd" then
@@ -210,23 +248,74 @@ local PATHS = string.format("package.path = %q .. package.path; package.cpath = 
 local function execute(block, code, dir)
   local timeout = "timeout -k 5 120 "
   local cd = "cd " .. H.quote(block.cwd or dir) .. " && "
+  if block.nginx then
+    -- the workers (user nobody) read the module from a copy in the prefix,
+    -- which a checkout in a 0700 home would not allow
+    local port = assert(tonumber(code:match("listen%s+127%.0%.0%.1:(%d+)")), "the conf listens on no 127.0.0.1 port")
+    H.run("mkdir -p " .. dir .. "/logs " .. dir .. "/tpu/build && cp -r " .. H.quote(ROOT .. "/lua") .. " " ..
+      dir .. "/tpu/ && cp -r " .. H.quote(ROOT .. "/build/jit") .. " " .. dir .. "/tpu/build/ && chmod -R a+rX " .. dir)
+    write(dir .. "/nginx.conf", (code:gsub("/path/to/tcp%-port%-used", function() return dir .. "/tpu" end)))
+    local spawned = H.spawn(string.format("exec /usr/sbin/nginx -p %s/ -c %s/nginx.conf -e %s/logs/error.log" ..
+      " -g 'daemon off; pid %s/logs/nginx.pid;' 2>%s/stderr.log", dir, dir, dir, dir, dir))
+    local tpu = require "tcp_port_used"
+    local up = tpu.wait_until_used { port = port, host = "127.0.0.1", mode = H.quiet_mode, timeout_ms = 40000 }
+    local rc, out = 1, "nginx did not listen on " .. port .. "\n"
+    if up then
+      local c = require("socket").tcp()
+      c:settimeout(30)
+      assert(c:connect("127.0.0.1", port))
+      c:send("GET " .. block.nginx.path .. " HTTP/1.0\r\nHost: docs\r\n\r\n")
+      local reply = c:receive("*a") or ""
+      c:close()
+      out = reply
+      rc = reply:match("^HTTP/1%.%d 200 ") and 0 or 1
+    end
+    local pid = tonumber(H.slurp(dir .. "/logs/nginx.pid"))
+    if pid then
+      H.run("kill -QUIT " .. pid)
+      S.await(20000, function() return select(2, H.run("kill -0 " .. pid .. " 2>/dev/null")) ~= 0 end)
+    end
+    H.kill(spawned)
+    return rc, out .. H.slurp(dir .. "/stderr.log") .. H.slurp(dir .. "/logs/error.log")
+  end
+  if block.lang == "lua" and block.nvim then
+    -- Neovim's LuaJIT: the jit build; an error must end nvim with a status
+    write(dir .. "/block.lua", code)
+    write(dir .. "/run.lua", string.format([[
+package.path = %q .. package.path
+package.cpath = %q .. package.cpath
+local ok, err = xpcall(function() dofile(%q) end, debug.traceback)
+if not ok then io.stderr:write(err, "\n"); vim.cmd("cquit 3") end
+]], ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;", ROOT .. "/build/jit/?.so;", dir .. "/block.lua"))
+    return select(2, H.run(cd .. timeout .. "nvim --headless -u NONE -i NONE -c " ..
+      H.quote("luafile " .. dir .. "/run.lua") .. " -c 'qa!' > " .. H.quote(dir .. "/out") ..
+      " 2>&1 </dev/null")), slurp(dir .. "/out")
+  end
   if block.lang == "lua" then
     write(dir .. "/block.lua", code)
     return select(2, H.run(cd .. timeout .. H.lua_exec() .. " -e " .. H.quote(PATHS) .. " " ..
       H.quote(dir .. "/block.lua") .. " > " .. H.quote(dir .. "/out") .. " 2>&1")), slurp(dir .. "/out")
   end
   -- sh: tcp-port-used is the checkout's, on this runtime; calls that end
-  -- with 2 or more are noted in a file the runner reads
+  -- with 2 or more are noted in a file the runner reads. The Luas the
+  -- block names find the module as after `luarocks make`.
   os.execute("mkdir -p " .. H.quote(dir .. "/bin"))
   write(dir .. "/bin/tcp-port-used", string.format([[#!/bin/sh
-LUA_PATH=%q LUA_CPATH=%q %s %q "$@"
+%s %q "$@"
 rc=$?
 [ "$rc" -ge 2 ] && echo "tcp-port-used $* exited $rc" >> %q
 exit $rc
-]], ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;;", H.cpath .. ";;", H.lua_exec(),
-    ROOT .. "/bin/tcp-port-used", dir .. "/errors"), "755")
+]], H.lua_exec(), ROOT .. "/bin/tcp-port-used", dir .. "/errors"), "755")
+  local env = { "LUA_PATH=" .. H.quote(ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;;"),
+                "LUA_CPATH=" .. H.quote(H.cpath .. ";;") }
+  -- a block run from the checkout shows what works there with no path set
+  if block.cwd then env = {} end
+  for _, v in ipairs(block.cwd and {} or { "5.2", "5.3", "5.4" }) do
+    env[#env + 1] = "LUA_CPATH_" .. v:gsub("%.", "_") .. "=" .. H.quote(ROOT .. "/build/" .. v .. "/?.so;;")
+  end
   write(dir .. "/block.sh", code)
-  local _, rc = H.run(cd .. "PATH=" .. H.quote(dir .. "/bin") .. ":$PATH " .. timeout .. "sh " ..
+  local _, rc = H.run(cd .. "PATH=" .. H.quote(dir .. "/bin") .. ":$PATH " .. table.concat(env, " ") ..
+    " " .. timeout .. "sh " ..
     H.quote(dir .. "/block.sh") .. " > " .. H.quote(dir .. "/out") .. " 2>&1")
   local out = slurp(dir .. "/out")
   local f = io.open(dir .. "/errors")
@@ -243,7 +332,7 @@ end
 describe("the code blocks of the docs", function()
   for _, file in ipairs(files()) do
     for _, block in ipairs(blocks(ROOT .. "/" .. file)) do
-      if RUN[block.lang] then
+      if RUN[block.lang] or (block.run and block.lang == "nginx") then
         local where = file .. ":" .. block.line
         it("run: " .. where .. " (" .. block.lang .. ")", function()
           local cleanups = {}
