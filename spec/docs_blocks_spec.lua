@@ -230,7 +230,7 @@ local function prepare(block, cleanups)
     elseif w == "checkout" then
       block.cwd = ROOT
     elseif w == "cmd" then
-      for _, name in ipairs(a) do write(dir .. "/" .. name:gsub("^%./", ""), "#!/bin/sh\nexit 0\n", "755") end
+      for _, exe in ipairs(a) do write(dir .. "/" .. exe:gsub("^%./", ""), "#!/bin/sh\nexit 0\n", "755") end
     else
       error("unknown run directive '" .. w .. "'")
     end
