@@ -43,6 +43,8 @@
 --        /path/to/tcp-port-used meaning a copy of the checkout's lua/ and
 --        build/jit, the literal (its `listen 127.0.0.1:` port) a free
 --        port; passes when GET of the path there answers 200.
+--   <!-- run: linux -->              pending on the portable build (listen
+--        mode and owner answer ENOTSUP there, as on macOS and the BSDs).
 --   <!-- run: needs runuser /usr/sbin/nginx --> pending unless each is a
 --        program here.
 --   <!-- run: checkout -->           the block runs in the checkout's root
@@ -212,6 +214,8 @@ local function prepare(block, cleanups)
       local _, rc = H.run(H.lua_exec() .. " -e " .. H.quote("require " .. string.format("%q", a[1])) ..
         " >/dev/null 2>&1")
       if rc ~= 0 then return nil, a[1] .. " cannot be required on " .. H.lua end
+    elseif w == "linux" then
+      if H.portable then return nil, "the portable build has no listen mode or owner (ENOTSUP)" end
     elseif w == "needs" then
       for _, prog in ipairs(a) do
         local _, rc = H.run("command -v " .. H.quote(prog) .. " >/dev/null 2>&1")
