@@ -333,25 +333,96 @@ exit $rc
   return rc, out
 end
 
+local function runnable(block)
+  return RUN[block.lang] or (block.run ~= nil and block.lang == "nginx")
+end
+
+--- Runs one block with what its directives ask for; returns "ok",
+-- "pending" and why, or "failed" and what it printed.
+local function run(block, where)
+  local cleanups = {}
+  local ok, status, detail = pcall(function()
+    local code, dir_or_why = prepare(block, cleanups)
+    if not code then return "pending", where .. ": " .. dir_or_why end
+    local rc, out = execute(block, code, dir_or_why)
+    if rc ~= 0 then
+      return "failed", where .. ": the " .. block.lang .. " block exited " .. tostring(rc) .. ":\n" .. out
+    end
+    return "ok"
+  end)
+  for i = #cleanups, 1, -1 do cleanups[i]() end
+  if not ok then error(status, 0) end
+  return status, detail
+end
+
 describe("the code blocks of the docs", function()
   for _, file in ipairs(files()) do
     for _, block in ipairs(blocks(ROOT .. "/" .. file)) do
-      if RUN[block.lang] or (block.run and block.lang == "nginx") then
+      if runnable(block) then
         local where = file .. ":" .. block.line
         it("run: " .. where .. " (" .. block.lang .. ")", function()
-          local cleanups = {}
-          local ok, err = pcall(function()
-            local code, dir_or_why = prepare(block, cleanups)
-            if not code then return pending(where .. ": " .. dir_or_why) end
-            local dir = dir_or_why
-            local rc, out = execute(block, code, dir)
-            assert(rc == 0, where .. ": the " .. block.lang .. " block exited " .. tostring(rc) ..
-              ":\n" .. out)
-          end)
-          for i = #cleanups, 1, -1 do cleanups[i]() end
-          if not ok then error(err, 0) end
+          local status, detail = run(block, where)
+          if status == "pending" then return pending(detail) end
+          assert(status == "ok", detail)
         end)
       end
     end
   end
+end)
+
+-- The runner itself: it finds the blocks, and it can fail.
+describe("the docs block runner", function()
+  local function md(text)
+    local path = os.tmpname()
+    write(path, text)
+    local found = blocks(path)
+    os.remove(path)
+    return found
+  end
+
+  it("finds the README's blocks and their directives, and ignores other languages", function()
+    local found = md("x\n<!-- run: listen 5432; free 8080 -->\n```lua\nprint(1)\n```\n" ..
+      "```nginx\nevents {}\n```\n```sh\necho\n```\n")
+    assert.same({ "lua", "nginx", "sh" }, { found[1].lang, found[2].lang, found[3].lang })
+    assert.same({ 3, 6, 9 }, { found[1].line, found[2].line, found[3].line })
+    assert.equal("listen 5432; free 8080", found[1].run)
+    assert.equal("print(1)\n", found[1].code)
+    assert.is_false(runnable(found[2]))
+    local n = 0
+    for _, b in ipairs(blocks(ROOT .. "/README.md")) do if runnable(b) then n = n + 1 end end
+    assert.is_true(n >= 5, "README.md has " .. n .. " runnable blocks")
+  end)
+
+  it("fails a lua block that errors, naming file and line", function()
+    local status, detail = run(md("```lua\nerror('stale example')\n```\n")[1], "doc.md:1")
+    assert.equal("failed", status)
+    assert.truthy(detail:find("doc.md:1: the lua block exited 1", 1, true), detail)
+    assert.truthy(detail:find("stale example", 1, true), detail)
+  end)
+
+  it("replaces literal ports with real listeners", function()
+    local b = md("<!-- run: listen 5432 -->\n```lua\nassert(require('tcp_port_used').check(5432) == true)\n```\n")[1]
+    assert.equal("ok", (run(b, "doc.md:2")))
+    b = md("```lua\nassert(require('tcp_port_used').check(5432) == true)\n```\n")[1]
+    b.code = b.code:gsub("5432", tostring(H.free_port()))
+    assert.equal("failed", (run(b, "doc.md:1")))
+  end)
+
+  it("counts tcp-port-used's exit 1 as an answer and exit 2 as a failure", function()
+    local free = md("<!-- run: free 8080 -->\n```sh\ntcp-port-used check 8080\n```\n")[1]
+    assert.equal("ok", (run(free, "doc.md:2")))
+    local bad = md("```sh\ntcp-port-used check 0\necho still here\n```\n")[1]
+    local status, detail = run(bad, "doc.md:1")
+    assert.equal("failed", status)
+    assert.truthy(detail:find("tcp-port-used check 0 exited 2", 1, true), detail)
+  end)
+
+  it("reports skip and names of other machines as they are", function()
+    local status, why = run(md("<!-- run: skip: stands for yours -->\n```sh\n./serve\n```\n")[1], "doc.md:2")
+    assert.same({ "pending", "doc.md:2: skip: stands for yours" }, { status, why })
+    assert.has_error(function()
+      run(md("```sh\ntcp-port-used check db:5432\n```\n")[1], "doc.md:1")
+    end, "the block names the host 'db': a lookup would leave the machine;" ..
+      " use 127.0.0.1 or mark it <!-- run: skip: why -->")
+  end)
 end)
