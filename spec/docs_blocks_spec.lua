@@ -33,6 +33,7 @@
 --        `postgres 5432` a real PostgreSQL 15 cluster (trust), whose
 --        socket directory also replaces "/run/postgresql" in the block.
 --        Where a server cannot start, the block is pending with the reason.
+--        Each server is started once for the file and shared by the blocks.
 --   <!-- run: module luv -->         pending where the runtime under test
 --        cannot require that module.
 --   <!-- run: nvim -->               a ```lua block run inside a real headless
@@ -143,6 +144,39 @@ http {
 }
 ]]
 
+-- The servers blocks ask for, each started once for the whole file (no
+-- block changes a server's state) and stopped after the last block.
+local SERVERS = {
+  http = { start = function() return S.nginx_start(HTTP_CONF) end, stop = S.nginx_stop },
+  redis = { start = function() return S.redis_start() end, stop = S.redis_stop },
+  postgres = {
+    start = function()
+      local pg, why = S.pg_init("docpg")
+      if pg then pg, why = S.pg_start(pg) end
+      return pg, why
+    end,
+    stop = S.pg_stop,
+  },
+}
+local running = {}
+
+--- The running server of that kind, or nil and why it cannot start here
+-- (asked once: a server that could not start is not tried again).
+local function server(kind)
+  if not running[kind] then
+    local srv, why = SERVERS[kind].start()
+    running[kind] = { srv = srv, why = why }
+  end
+  return running[kind].srv, running[kind].why
+end
+
+local function stop_servers()
+  for kind, r in pairs(running) do
+    if r.srv then SERVERS[kind].stop(r.srv) end
+    running[kind] = nil
+  end
+end
+
 local function listener()
   local ok, l = pcall(H.listen, "::", 0, 128, false)
   if not ok then l = H.listen("127.0.0.1", 0, 128) end
@@ -193,23 +227,11 @@ local function prepare(block, cleanups)
       end
     elseif w == "free" then
       for _, lit in ipairs(a) do subst[lit] = H.free_port() end
-    elseif w == "http" then
-      local n, why = S.nginx_start(HTTP_CONF)
-      if not n then return nil, why end
-      cleanups[#cleanups + 1] = function() S.nginx_stop(n) end
-      for _, lit in ipairs(a) do subst[lit] = n.port end
-    elseif w == "redis" then
-      local r, why = S.redis_start()
-      if not r then return nil, why end
-      cleanups[#cleanups + 1] = function() S.redis_stop(r) end
-      for _, lit in ipairs(a) do subst[lit] = r.port end
-    elseif w == "postgres" then
-      local pg, why = S.pg_init("docpg")
-      if pg then pg, why = S.pg_start(pg) end
-      if not pg then return nil, why end
-      cleanups[#cleanups + 1] = function() S.pg_stop(pg) end
-      for _, lit in ipairs(a) do subst[lit] = pg.port end
-      code = code:gsub("/run/postgresql", function() return pg.dir end)
+    elseif SERVERS[w] then
+      local srv, why = server(w)
+      if not srv then return nil, why end
+      for _, lit in ipairs(a) do subst[lit] = srv.port end
+      if w == "postgres" then code = code:gsub("/run/postgresql", function() return srv.dir end) end
     elseif w == "module" then
       local _, rc = H.run(H.lua_exec() .. " -e " .. H.quote("require " .. string.format("%q", a[1])) ..
         " >/dev/null 2>&1")
@@ -356,6 +378,7 @@ local function run(block, where)
 end
 
 describe("the code blocks of the docs", function()
+  teardown(stop_servers)
   for _, file in ipairs(files()) do
     for _, block in ipairs(blocks(ROOT .. "/" .. file)) do
       if runnable(block) then
