@@ -79,8 +79,14 @@ function M.where(host, port, address)
   return a
 end
 
---- "<op> <where>: <text>".
+--- "<op> <where>: <text>". A host refused because it reads as a legacy
+-- IPv4 form (hosts.not_canonical) says why: "resolve 127.0.0.010: not a
+-- canonical IPv4 address (leading zero)".
 function M.message(op, where, code)
+  if op == "resolve" and code == "EAI_NONAME" then
+    local why = hosts.not_canonical(hosts.bare(where))
+    if why then return "resolve " .. where .. ": not a canonical IPv4 address (" .. why .. ")" end
+  end
   return op .. " " .. where .. ": " .. M.text(op, code)
 end
 
