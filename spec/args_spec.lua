@@ -57,9 +57,9 @@ describe("bad arguments", function()
 
   it("reject negative, NaN, infinite and non-number times", function()
     for _, v in ipairs { -1, nan, math.huge, "100" } do
-      raises("bad argument #2 to 'wait_until_used' (retry_ms must be a finite number of milliseconds >= 0",
+      raises("bad argument #2 to 'wait_until_used' (retry_ms must be a number of milliseconds in 0..1e12",
         tpu.wait_until_used, 80, v)
-      raises("bad argument #3 to 'wait_until_used' (timeout_ms must be a finite number of milliseconds >= 0",
+      raises("bad argument #3 to 'wait_until_used' (timeout_ms must be a number of milliseconds in 0..1e12",
         tpu.wait_until_used, 80, 10, v)
       raises("bad argument #4 to 'wait_until_free_on_host' (timeout_ms must be",
         tpu.wait_until_free_on_host, 80, nil, 10, v)
@@ -142,11 +142,11 @@ describe("bad arguments", function()
         { port = 80, ready = "mysql" })
       bad("ready must be one of http, redis, postgres or a function, got true)",
         { port = 80, ready = true })
-      bad('path must start with "/" and hold no spaces or control characters, got "healthz")',
+      bad('path must start with "/" and hold no spaces, control characters or "#" (a fragment is never sent), got "healthz")',
         { port = 80, ready = "http", path = "healthz" })
-      bad('path must start with "/" and hold no spaces or control characters, got "/a b")',
+      bad('path must start with "/" and hold no spaces, control characters or "#" (a fragment is never sent), got "/a b")',
         { port = 80, ready = "http", path = "/a b" })
-      bad('path must start with "/" and hold no spaces or control characters, got "/a\\nX:")',
+      bad('path must start with "/" and hold no spaces, control characters or "#" (a fragment is never sent), got "/a\\nX:")',
         { port = 80, ready = "http", path = "/a\nX:" })
       bad("path must be a string of 1 to 8192 bytes without NUL, got 5)",
         { port = 80, ready = "http", path = 5 })

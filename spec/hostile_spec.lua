@@ -69,7 +69,7 @@ describe("hostile input", function()
     if with_time then
       it(fname .. " rejects negative, NaN, infinite and non-number times", function()
         for _, v in ipairs(BAD_TIMES) do
-          raises(fname, "must be a finite number of milliseconds >= 0", with_time, v)
+          raises(fname, "must be a number of milliseconds in 0..1e12", with_time, v)
         end
       end)
     end

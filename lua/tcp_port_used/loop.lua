@@ -16,9 +16,12 @@ local permanent = policy.permanent
 -- waited so far, from 5 ms up to 250 ms. A server that is up after 50 ms
 -- is seen within about 6 ms; after 2 s the wait probes 4 times a second.
 M.MIN_INTERVAL, M.MAX_INTERVAL = 5, 250
+-- A retry_ms below 1 (0 included) is taken as 1: probes back to back
+-- would spin the thread and flood the server, and no caller means that.
+M.MIN_RETRY = 1
 
 function M.interval(retry_ms, elapsed_ms)
-  if retry_ms then return retry_ms end
+  if retry_ms then return max(retry_ms, M.MIN_RETRY) end
   return min(M.MAX_INTERVAL, max(M.MIN_INTERVAL, elapsed_ms / 8))
 end
 

@@ -99,6 +99,18 @@ function M.quote(v)
   return (string.format("%q", v):gsub("\\\n", "\\n"):gsub("\\000", "\\0"):gsub("%z", "\\0"))
 end
 
+--- A URL as output shows it: the password of its userinfo masked
+-- ("redis://:***@127.0.0.1:6379/2", "postgres://app:***@db/app"); any
+-- other string unchanged.
+function M.url(s)
+  local head, authority, rest = s:match("^(%a[%w+.-]*://)([^/?#]*)(.*)$")
+  if not head then return s end
+  -- the last "@" of the authority ends the userinfo, its first ":" the user
+  local user, hostport = authority:match("^([^:@]*):.*@([^@]*)$")
+  if not user then return s end
+  return head .. user .. ":***@" .. hostport .. rest
+end
+
 M.NO_FAMILY = "no address of a family this machine has"
 M.EXCLUDED_ONLY = "the kernel kept picking excluded ports"
 
