@@ -142,11 +142,13 @@ describe("bad arguments", function()
         { port = 80, ready = "mysql" })
       bad("ready must be one of http, redis, postgres or a function, got true)",
         { port = 80, ready = true })
-      bad('path must start with "/" and hold no spaces, control characters or "#" (a fragment is never sent), got "healthz")',
+      local PATH_RULE = 'path must start with "/" and hold no spaces, control characters or "#" ' ..
+        "(a fragment is never sent), got "
+      bad(PATH_RULE .. '"healthz")',
         { port = 80, ready = "http", path = "healthz" })
-      bad('path must start with "/" and hold no spaces, control characters or "#" (a fragment is never sent), got "/a b")',
+      bad(PATH_RULE .. '"/a b")',
         { port = 80, ready = "http", path = "/a b" })
-      bad('path must start with "/" and hold no spaces, control characters or "#" (a fragment is never sent), got "/a\\nX:")',
+      bad(PATH_RULE .. '"/a\\nX:")',
         { port = 80, ready = "http", path = "/a\nX:" })
       bad("path must be a string of 1 to 8192 bytes without NUL, got 5)",
         { port = 80, ready = "http", path = 5 })

@@ -10,7 +10,7 @@ local policy = require "tcp_port_used.policy"
 local M = {}
 
 local min, max = math.min, math.max
-local permanent = policy.permanent
+local permanent, cut_short = policy.permanent, policy.cut_short
 
 -- The default interval when retry_ms is not given: an eighth of the time
 -- waited so far, from 5 ms up to 250 ms. A server that is up after 50 ms
@@ -49,11 +49,7 @@ function M.wait(o, probe, sleep, now)
       else
         if r == nil then
           if permanent(op, code) then return nil, err, code end
-          if code == "ETIMEDOUT" and budget < o.attempt_ms and prev_err then
-            -- timed out because the wait's deadline cut the attempt short:
-            -- it says nothing new (the final probe of a PostgreSQL wait
-            -- rarely gets its backend forked in a millisecond), so the
-            -- answer before it stands
+          if prev_err and cut_short(code, budget, o.attempt_ms) then
             last_err, last_code = prev_err, prev_code
           else
             last_err, last_code = err, code

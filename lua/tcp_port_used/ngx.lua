@@ -17,6 +17,7 @@ local tpu = require "tcp_port_used"
 local core = require "tcp_port_used.core"
 local args = require "tcp_port_used.args"
 local loop = require "tcp_port_used.loop"
+local words = require "tcp_port_used.words"
 
 local M = { _VERSION = tpu._VERSION }
 
@@ -81,7 +82,7 @@ end)
 
 -- A worker that is shutting down must not be held by a long wait: the
 -- timer's sleeps are cut into slices, and between them the wait ends
--- with "shutdown".
+-- with ECANCELED.
 local SHUTDOWN = setmetatable({}, { __tostring = function() return "shutdown" end })
 local SHUTDOWN_SLICE_MS = 100
 
@@ -106,11 +107,15 @@ local function pack(...)
   return { n = select("#", ...), ... }
 end
 
-local function on_timer(premature, o, cb)
-  if premature then return cb(nil, "shutdown") end
+local function shutdown(fname, o, cb)
+  return cb(nil, words.message(fname, words.waited(o.host, o.ports), "ECANCELED"), "ECANCELED")
+end
+
+local function on_timer(premature, fname, o, cb)
+  if premature then return shutdown(fname, o, cb) end
   local r = pack(pcall(wait_here, o, timer_sleep(o.sleep)))
   if r[1] then return cb(unpack(r, 2, r.n)) end
-  if r[2] == SHUTDOWN then return cb(nil, "shutdown") end
+  if r[2] == SHUTDOWN then return shutdown(fname, o, cb) end
   -- An error raised by on_retry or opts.sleep: the callback still runs
   -- exactly once, and hears of it.
   return cb(nil, tostring(r[2]))
@@ -118,7 +123,7 @@ end
 
 -- on_used(port, opts, cb) or on_used(opts, cb): starts the wait in a
 -- timer and returns true at once; cb(values of the wait) runs later,
--- exactly once: cb(nil, "shutdown") when the worker exits first. Returns
+-- exactly once: cb(nil, msg, "ECANCELED") when the worker exits first. Returns
 -- nil, err when nginx refuses the timer (lua_max_pending_timers), and cb
 -- is then never called.
 local function define_on(fname, in_use)
@@ -146,7 +151,7 @@ local function define_on(fname, in_use)
         "which blocks as init allows, or %s from init_worker_by_lua)", fname,
         in_use and "wait_until_used" or "wait_until_free", fname), 2)
     end
-    local ok, err = timer_at(0, on_timer, o, cb)
+    local ok, err = timer_at(0, on_timer, fname, o, cb)
     if not ok then return nil, fname .. ": cannot start a timer: " .. tostring(err) end
     return true
   end

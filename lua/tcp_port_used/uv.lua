@@ -15,7 +15,7 @@
 --   inside a loop callback, where blocking would freeze the loop.
 local args = require "tcp_port_used.args"
 local loop = require "tcp_port_used.loop"
-local policy = require "tcp_port_used.policy"
+local words = require "tcp_port_used.words"
 
 local vim_ = rawget(_G, "vim")
 local nvim = type(vim_) == "table" and (vim_.uv or vim_.loop) ~= nil
@@ -49,7 +49,6 @@ end
 
 local uvt = require("tcp_port_used.transport.uv")(uv, now)
 local start_timer = uvt.start_timer
-policy.clock(now)
 
 local function pack(...)
   return { n = select("#", ...), ... }
@@ -161,7 +160,7 @@ local function block(fname, job)
   while not r and not failure do
     if nvim then
       local _, why = vim_.wait(60000, function() return r ~= nil or failure ~= nil end, 50)
-      if why == -2 then return nil, "interrupted", "EINTR" end
+      if why == -2 then return nil, words.message(fname, nil, "EINTR"), "EINTR" end
     else
       uv.run("once")
     end
