@@ -11,8 +11,11 @@ local type, tostring, string_format, find, next, select, pcall =
 local function show(v)
   if type(v) == "string" then return quote(v) end
   if type(v) == "number" then
+    -- the same digits on every runtime (5.4 writes 1e13 as "1e+13" or
+    -- "10000000000000.0" by subtype, LuaJIT as "10000000000000")
     if v ~= v then return "nan" end
-    return tostring(v)
+    if v % 1 == 0 and v > -2 ^ 53 and v < 2 ^ 53 then return string_format("%d", v) end
+    return string_format("%.14g", v)
   end
   if v == nil or type(v) == "boolean" then return tostring(v) end
   return type(v)

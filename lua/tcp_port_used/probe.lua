@@ -70,7 +70,7 @@ return function(T)
     -- the stream's own failure (its code) passes through with its
     -- operation; any other is the exchange's verdict on what it received,
     -- whose words are the detail (decided by code, never by comparing text)
-    if s.code == code then return { code = code, op = s.op, address = address } end
+    if s.code == code then return { code = code, op = s.op, address = address, detail = s.detail } end
     return { code = code, op = "receive", address = address, detail = err }
   end
 
