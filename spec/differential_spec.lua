@@ -99,6 +99,10 @@ local RUNS = {
 
 -- The hostile-input table (spec/hostile_inputs.lua): legacy IPv4
 -- literals, times outside 0..1e12, NaN, negative zero, NULs, fragments.
+local RAISES = {}
+for _, row in ipairs(I.rows(MODES)) do
+  if row.raises then RAISES[(row.fn or "check") .. " " .. row.label] = row.raises end
+end
 RUNS[#RUNS + 1] = {
   name = "with hostile input",
   setup = "",
@@ -117,9 +121,10 @@ RUNS[#RUNS + 1] = {
           assert.equals("resolve " .. h .. ": not a canonical IPv4 address (" .. l[2] .. ")", o.err)
         end
       end
-      if c.label:find("_ms=1e+13", 1, true) or c.label:find("_ms=2e+12", 1, true) then
-        assert(o.raised and o.raised:find("must be a number of milliseconds in 0..1e12, got ", 1, true),
-          c.label .. ": " .. C.show(o))
+      local raises = RAISES[c.label]
+      if raises then
+        assert(o.raised and o.raised:find(raises, 1, true), c.label .. ": " .. C.show(o) ..
+          ", not an argument error saying " .. raises)
       end
     end
   end,
