@@ -116,6 +116,48 @@ describe("hostile input", function()
     assert.equals(66, n, out)
   end)
 
+  -- issue 17: a legacy IPv4 form is never an address, whatever takes it
+  it("answers every legacy IPv4 literal in check_many, find_free and owner as check does", function()
+    local l = H.listen("127.0.0.1")
+    local modes = { "connect", "bind", "any" }
+    if not H.portable then modes[#modes + 1] = "listen" end
+    for _, legacy in ipairs(I.LEGACY) do
+      local h = legacy[1]
+      local _, msg, code = tpu.check(l.port, h)
+      assert.equals("EAI_NONAME", code, h)
+      assert.equals("resolve " .. h .. ": not a canonical IPv4 address (" .. legacy[2] .. ")", msg)
+      for _, m in ipairs(modes) do
+        assert.same({ nil, msg, code }, { tpu.check_many({ l.port }, h, { mode = m }) }, h .. " " .. m)
+      end
+      assert.same({ nil, msg, code }, { tpu.check_many({ l.port }, h, { proto = "udp" }) }, h)
+      local r = { tpu.find_free { host = h } }
+      assert.same({ nil, msg, code }, { r[1], r[2], r[3] }, h)
+      r = { tpu.find_free { host = h, from = 40000, to = 40001 } }
+      assert.same({ nil, msg, code }, { r[1], r[2], r[3] }, h)
+      if not H.portable then
+        assert.same({ nil, msg, code }, { tpu.owner(l.port, h) }, h)
+      end
+    end
+    l.close()
+  end)
+
+  it("the C core called directly takes no legacy IPv4 literal either", function()
+    local core = require "tcp_port_used.core"
+    for _, legacy in ipairs(I.LEGACY) do
+      local h = legacy[1]
+      assert.same({ nil, "EAI_NONAME" }, { core.resolve(h) }, h)
+      assert.same({ nil, "EAI_NONAME" }, { core.connect(h, 80, 100) }, h)
+      assert.same({ nil, "EAI_NONAME" }, { core.start(h, 80) }, h)
+      assert.same({ nil, "EAI_NONAME" }, { core.bind(h, 80) }, h)
+      assert.same({ nil, "EAI_NONAME" }, { core.bind(h, 80, "udp") }, h)
+      assert.same({ nil, "EAI_NONAME" }, { core.many(h, { 80 }) }, h)
+      assert.same({ nil, "EAI_NONAME" }, { core.bind_port0(h) }, h)
+      assert.same({ nil, "EAI_NONAME" }, { core.local_addresses(h) }, h)
+      -- a stream takes address literals only: a legacy form is none
+      assert.has_error(function() core.stream(h, 80) end)
+    end
+  end)
+
   it("never answers a malformed literal as free", function()
     for _, h in ipairs { "[::1", "1::2::3", "256.1.1.1" } do
       local r = tpu.check(80, h)
