@@ -208,17 +208,17 @@ function M.check_many(list, host, proto)
     if p > hi then hi = p end
   end
   local ls, lcode = list_listeners(lo, hi, proto)
-  -- each port's outcomes, one per target address (a failed query: its
-  -- code at each), go through the verdict as check's do
+  -- one query answers every port: its failure is the whole call's
+  if not ls then return listen_error(lcode, host, lo) end
+  -- each port's outcomes, one per target address, go through the
+  -- verdict as check's do
   local seen, all = {}, targets == "*" and { "*" } or targets
-  if ls then
-    for _, l in ipairs(ls) do
-      if wanted[l.port] then
-        for _, a in ipairs(all) do
-          if a == "*" or covers(l, a, l.port, proto) then
-            seen[l.port] = seen[l.port] or {}
-            seen[l.port][a] = true
-          end
+  for _, l in ipairs(ls) do
+    if wanted[l.port] then
+      for _, a in ipairs(all) do
+        if a == "*" or covers(l, a, l.port, proto) then
+          seen[l.port] = seen[l.port] or {}
+          seen[l.port][a] = true
         end
       end
     end
@@ -227,8 +227,7 @@ function M.check_many(list, host, proto)
   for p in pairs(wanted) do
     local hit = seen[p]
     for i, a in ipairs(all) do
-      if ls then outcomes[2 * i - 1] = hit ~= nil and hit[a] == true else outcomes[2 * i - 1] = lcode end
-      outcomes[2 * i] = a
+      outcomes[2 * i - 1], outcomes[2 * i] = hit ~= nil and hit[a] == true, a
     end
     used[p], errs[p], codes[p] = verdict.answer("listen", host, p, core.ipv6,
       (table.unpack or unpack)(outcomes, 1, 2 * #all)) -- luacheck: ignore 143
