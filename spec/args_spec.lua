@@ -202,6 +202,12 @@ describe("bad arguments", function()
     raises("an IPv4 or IPv6 address literal expected", core.stream, ("1"):rep(100), 80)
     raises("port must be an integer in 1..65535", core.stream, "127.0.0.1", 0)
     raises("path must not contain a NUL byte", core.stream_unix, "/a\0b")
+    -- counts are checked, then clamped, before the cast to int
+    for _, bad in ipairs { 0, 0.5, -1, 0 / 0 } do
+      raises("max_inflight must be an integer >= 1", core.many, nil, { 1 }, 10, nil, bad)
+    end
+    assert.is_table(core.many("127.0.0.1", { 1 }, 10, nil, 2 ^ 53))
+    raises("argv must be a list of 1 to 65535 strings", require "tcp_port_used.exec", {})
     local s = core.stream_unix("/nonexistent/x.sock")
     raises("invalid option 'fin'", s.close, s, "fin")
     assert.same({ nil, "ECLOSED" }, { s:recv() })
