@@ -49,7 +49,7 @@ tcp_port_used/core.so: $(CSRC)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(WARN) -I$(LUA_INCDIR) $(LIBFLAG) -o $@ csrc/core.c
 
-tcp_port_used/exec.so: csrc/exec.c csrc/compat.h
+tcp_port_used/exec.so: csrc/exec.c csrc/codes.c csrc/compat.h
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(WARN) -I$(LUA_INCDIR) $(LIBFLAG) -o $@ csrc/exec.c
 
@@ -57,7 +57,7 @@ build/%/tcp_port_used/core.so: $(CSRC)
 	@mkdir -p $(@D)
 	$(CC) -O2 -fPIC $(WARN) -I$(incdir_$*) -shared -o $@ csrc/core.c
 
-build/%/tcp_port_used/exec.so: csrc/exec.c csrc/compat.h
+build/%/tcp_port_used/exec.so: csrc/exec.c csrc/codes.c csrc/compat.h
 	@mkdir -p $(@D)
 	$(CC) -O2 -fPIC $(WARN) -I$(incdir_$*) -shared -o $@ csrc/exec.c
 
@@ -88,7 +88,7 @@ build/bench/raw_connect: bench/raw_connect.c
 test: deps all
 	@sh scripts/test.sh $(RUNTIMES)
 
-build/asan/tcp_port_used/exec.so: csrc/exec.c csrc/compat.h
+build/asan/tcp_port_used/exec.so: csrc/exec.c csrc/codes.c csrc/compat.h
 	@mkdir -p $(@D)
 	$(CC) -O1 -g -fPIC $(SAN) $(WARN) -I$(incdir_5.4) -shared -o $@ csrc/exec.c
 

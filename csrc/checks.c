@@ -34,6 +34,19 @@ static double tpu_check_ms(lua_State *L, int arg, double def)
     return (double)n;
 }
 
+/* An optional count >= 1, clamped to INT_MAX before it is cast (a
+ * lua_Integer or a double beyond int must not wrap into range). */
+static int tpu_check_count(lua_State *L, int arg, int def, const char *what)
+{
+    lua_Number n;
+    if (lua_isnoneornil(L, arg))
+        return def;
+    n = luaL_checknumber(L, arg);
+    if (!(n >= 1) || n != floor(n))
+        luaL_argerror(L, arg, what);
+    return n >= (lua_Number)INT_MAX ? INT_MAX : (int)n;
+}
+
 /* "graceful" (default) or "reset": how an accepted probe is closed. The
  * automatic choice between them is made in Lua (policy.lua). */
 static int tpu_check_reset(lua_State *L, int arg)

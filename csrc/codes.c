@@ -20,6 +20,7 @@ static const struct {
     { EPROTOTYPE, "EPROTOTYPE" }, { EOPNOTSUPP, "EOPNOTSUPP" },
     { EBADMSG, "EBADMSG" }, { EMSGSIZE, "EMSGSIZE" }, { EINTR, "EINTR" },
     { EBADF, "EBADF" }, { ESRCH, "ESRCH" }, { ELOOP, "ELOOP" },
+    { ENOEXEC, "ENOEXEC" }, { E2BIG, "E2BIG" }, { ETXTBSY, "ETXTBSY" },
 #if defined(ENOTSUP) && ENOTSUP != EOPNOTSUPP
     { ENOTSUP, "ENOTSUP" },
 #endif
@@ -38,6 +39,7 @@ static void tpu_push_code(lua_State *L, int err)
     lua_pushfstring(L, "ERRNO_%d", err);
 }
 
+#ifndef TPU_CODES_ONLY /* tcp_port_used.exec: errno codes, no resolver */
 static const char *tpu_gai_code(int rc)
 {
     switch (rc) {
@@ -69,3 +71,4 @@ static int tpu_push_resolve_error(lua_State *L, int rc, int err)
         lua_pushstring(L, tpu_gai_code(rc));
     return 2;
 }
+#endif

@@ -113,7 +113,9 @@ static void tpu_slot_start(struct tpu_slot *s, int reset)
         tpu_slot_open(s, reset);
         return;
     }
-    if (errno != EINPROGRESS) {
+    /* EINTR leaves the connect going on, as EINPROGRESS does (POSIX): one
+     * rule with stream.c, it is pending and poll gives its outcome */
+    if (errno != EINPROGRESS && errno != EINTR) {
         tpu_slot_failed(s, errno);
         return;
     }

@@ -166,12 +166,13 @@ static int tpu_diag_open(int *fd)
  * state of its own) and reads its whole reply. The kernel answers during
  * sendto (and refills a dump during each recv), so the reply is there
  * when recv runs; the poll is only a guard against a kernel that defers
- * it, and blocks for at most a second. */
+ * it, and blocks for at most a second in all. */
 static int tpu_diag_ask(int fd, struct nlmsghdr *req, unsigned seq, int dump, int state,
                         struct tpu_listeners *ls)
 {
     unsigned char buf[TPU_DIAG_BUF] __attribute__((aligned(8)));
     struct sockaddr_nl kernel;
+    double deadline;
     ssize_t n;
     int rc;
 
@@ -183,16 +184,21 @@ static int tpu_diag_ask(int fd, struct nlmsghdr *req, unsigned seq, int dump, in
     while (n < 0 && errno == EINTR);
     if (n < 0)
         return errno;
+    /* one second in all, on the monotonic clock: a signal cuts a poll
+     * short, and the next polls for the time left, not a second anew */
+    deadline = tpu_now_ms() + 1000;
     do {
         struct pollfd pfd;
         n = recv(fd, buf, sizeof buf, MSG_TRUNC);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && errno == EAGAIN) {
+            double left = deadline - tpu_now_ms();
+            if (left <= 0)
+                return ETIMEDOUT;
             pfd.fd = fd;
             pfd.events = POLLIN;
-            if (poll(&pfd, 1, 1000) == 0)
-                return ETIMEDOUT;
+            poll(&pfd, 1, tpu_poll_ms(left));
             continue;
         }
         if (n < 0)

@@ -4,22 +4,28 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include <errno.h>
-#include <string.h>
 #include <unistd.h>
 
 #include "compat.h"
 
+#define TPU_CODES_ONLY
+#include "codes.c"
+
 /***
  * exec(argv): replaces the process with argv[1] (searched in PATH), given
- * argv as its arguments. Returns only on failure: nil, message, code.
+ * argv as its arguments. Returns only on failure: nil, code (the caller
+ * words it: lua/tcp_port_used/words.lua).
  */
 static int l_exec(lua_State *L)
 {
     const char **argv;
+    size_t len;
     int i, n, err;
     luaL_checktype(L, 1, LUA_TTABLE);
-    n = (int)tpu_rawlen(L, 1);
-    luaL_argcheck(L, n >= 1, 1, "argv must be a non-empty list of strings");
+    len = tpu_rawlen(L, 1);
+    /* checked before the cast: a length beyond int must not wrap into range */
+    luaL_argcheck(L, len >= 1 && len < 65536, 1, "argv must be a list of 1 to 65535 strings");
+    n = (int)len;
     argv = (const char **)lua_newuserdata(L, (size_t)(n + 1) * sizeof *argv);
     for (i = 0; i < n; i++) {
         lua_rawgeti(L, 1, i + 1);
@@ -33,9 +39,8 @@ static int l_exec(lua_State *L)
     execvp(argv[0], (char *const *)argv);
     err = errno;
     lua_pushnil(L);
-    lua_pushfstring(L, "exec %s: %s", argv[0], strerror(err));
-    lua_pushstring(L, err == ENOENT ? "ENOENT" : err == EACCES ? "EACCES" : "EXEC");
-    return 3;
+    tpu_push_code(L, err);
+    return 2;
 }
 
 __attribute__((visibility("default")))

@@ -173,17 +173,19 @@ static int l_many(lua_State *L)
     struct tpu_many m;
     const char *host = tpu_opt_host(L, 1);
     double timeout;
-    lua_Integer max_inflight;
+    size_t nports;
+    int max_inflight;
     int i, rc, err, result, *ports;
 
     luaL_checktype(L, 2, LUA_TTABLE);
     timeout = tpu_check_ms(L, 3, 1000);
     m.reset = tpu_check_reset(L, 4);
-    max_inflight = luaL_optinteger(L, 5, TPU_MANY_INFLIGHT);
-    luaL_argcheck(L, max_inflight >= 1, 5, "max_inflight must be at least 1");
-    m.nports = (int)tpu_rawlen(L, 2);
-    luaL_argcheck(L, m.nports >= 1 && m.nports <= 1 << 20, 2,
+    max_inflight = tpu_check_count(L, 5, TPU_MANY_INFLIGHT, "max_inflight must be an integer >= 1");
+    nports = tpu_rawlen(L, 2);
+    /* checked before the cast: a length beyond int must not wrap into range */
+    luaL_argcheck(L, nports >= 1 && nports <= 1 << 20, 2,
                   "ports must be a list of 1 to 1048576 ports");
+    m.nports = (int)nports;
     ports = (int *)lua_newuserdata(L, (size_t)m.nports * sizeof *ports);
     for (i = 0; i < m.nports; i++) {
         lua_Number n;
@@ -201,7 +203,7 @@ static int l_many(lua_State *L)
         return tpu_push_resolve_error(L, rc, err);
     m.targets = targets;
     m.njobs = m.nports * m.naddrs;
-    m.limit = tpu_fd_room(max_inflight < m.njobs ? (int)max_inflight : m.njobs);
+    m.limit = tpu_fd_room(max_inflight < m.njobs ? max_inflight : m.njobs);
     m.job = (struct tpu_job *)lua_newuserdata(L, (size_t)m.njobs * sizeof *m.job);
     m.open = (unsigned char *)lua_newuserdata(L, (size_t)m.nports);
     memset(m.open, 0, (size_t)m.nports);

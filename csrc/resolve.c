@@ -70,19 +70,48 @@ static void tpu_strip_brackets(const char *host, char *out, size_t size)
     out[len] = '\0';
 }
 
-/* Whether name can only be meant as an address literal: it has a colon
- * (no name has one) or only digits and dots ("999.1.1.1"). What
- * inet_pton refused of such a host is malformed, never worth a DNS query;
+/* Whether every dot-separated part of name is empty, decimal digits or
+ * 0x-hexadecimal: the forms inet_aton (and so getaddrinfo) reads as an
+ * IPv4 number, octal for a leading zero ("127.0.0.010" is 127.0.0.8).
  * tcp_port_used.hosts holds the same rule for the Lua transports. */
-static int tpu_literal_like(const char *name)
+static int tpu_ipv4_like(const char *name)
+{
+    const char *p = name;
+    while (1) {
+        if (p[0] == '0' && (p[1] == 'x' || p[1] == 'X')) {
+            p += 2;
+            while ((*p >= '0' && *p <= '9') || ((*p | 32) >= 'a' && (*p | 32) <= 'f'))
+                p++;
+        } else {
+            while (*p >= '0' && *p <= '9')
+                p++;
+        }
+        if (*p == '\0')
+            return 1;
+        if (*p != '.')
+            return 0;
+        p++;
+    }
+}
+
+/* Whether an IPv4 literal that inet_pton took is written canonically:
+ * no part with a leading zero (a C library whose inet_pton allows them
+ * must not make "127.0.0.010" an address). */
+static int tpu_ipv4_canonical(const char *name)
 {
     const char *p;
-    if (strchr(name, ':') != NULL)
-        return 1;
     for (p = name; *p != '\0'; p++)
-        if ((*p < '0' || *p > '9') && *p != '.')
+        if (*p == '0' && (p == name || p[-1] == '.') && p[1] >= '0' && p[1] <= '9')
             return 0;
     return 1;
+}
+
+/* Whether name can only be meant as an address literal: it has a colon
+ * (no name has one) or reads as an IPv4 number. What inet_pton refused of
+ * such a host is malformed or a legacy form, never worth a DNS query. */
+static int tpu_literal_like(const char *name)
+{
+    return strchr(name, ':') != NULL || tpu_ipv4_like(name);
 }
 
 /* Fills targets[] for host (NULL: both loopbacks) with the port set.
@@ -108,7 +137,7 @@ static int tpu_resolve(const char *host, int port, int passive,
         return 2;
     }
     tpu_strip_brackets(host, name, sizeof name);
-    if (inet_pton(AF_INET, name, &a4) == 1) {
+    if (inet_pton(AF_INET, name, &a4) == 1 && tpu_ipv4_canonical(name)) {
         tpu_set_v4(&targets[0], &a4, port);
         if (host[0] != '[')
             targets[0].text = host;
@@ -119,6 +148,11 @@ static int tpu_resolve(const char *host, int port, int passive,
         if (host[0] != '[')
             targets[0].text = host;
         return 1;
+    }
+    if (strchr(name, ':') == NULL && tpu_ipv4_like(name)) {
+        /* only the four decimal parts inet_pton took are an address */
+        *rc = EAI_NONAME;
+        return 0;
     }
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;

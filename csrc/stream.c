@@ -109,7 +109,7 @@ static int l_stream(lua_State *L)
     if (strlen(address) >= sizeof name)
         return luaL_argerror(L, 1, "an IPv4 or IPv6 address literal expected");
     tpu_strip_brackets(address, name, sizeof name);
-    if (inet_pton(AF_INET, name, &a4) == 1)
+    if (inet_pton(AF_INET, name, &a4) == 1 && tpu_ipv4_canonical(name))
         tpu_set_v4(&s->t, &a4, port);
     else if (inet_pton(AF_INET6, name, &a6) == 1)
         tpu_set_v6(&s->t, &a6, port);

@@ -57,9 +57,9 @@ describe("bad arguments", function()
 
   it("reject negative, NaN, infinite and non-number times", function()
     for _, v in ipairs { -1, nan, math.huge, "100" } do
-      raises("bad argument #2 to 'wait_until_used' (retry_ms must be a finite number of milliseconds >= 0",
+      raises("bad argument #2 to 'wait_until_used' (retry_ms must be a number of milliseconds in 0..1e12",
         tpu.wait_until_used, 80, v)
-      raises("bad argument #3 to 'wait_until_used' (timeout_ms must be a finite number of milliseconds >= 0",
+      raises("bad argument #3 to 'wait_until_used' (timeout_ms must be a number of milliseconds in 0..1e12",
         tpu.wait_until_used, 80, 10, v)
       raises("bad argument #4 to 'wait_until_free_on_host' (timeout_ms must be",
         tpu.wait_until_free_on_host, 80, nil, 10, v)
@@ -142,11 +142,13 @@ describe("bad arguments", function()
         { port = 80, ready = "mysql" })
       bad("ready must be one of http, redis, postgres or a function, got true)",
         { port = 80, ready = true })
-      bad('path must start with "/" and hold no spaces or control characters, got "healthz")',
+      local PATH_RULE = 'path must start with "/" and hold no spaces, control characters or "#" ' ..
+        "(a fragment is never sent), got "
+      bad(PATH_RULE .. '"healthz")',
         { port = 80, ready = "http", path = "healthz" })
-      bad('path must start with "/" and hold no spaces or control characters, got "/a b")',
+      bad(PATH_RULE .. '"/a b")',
         { port = 80, ready = "http", path = "/a b" })
-      bad('path must start with "/" and hold no spaces or control characters, got "/a\\nX:")',
+      bad(PATH_RULE .. '"/a\\nX:")',
         { port = 80, ready = "http", path = "/a\nX:" })
       bad("path must be a string of 1 to 8192 bytes without NUL, got 5)",
         { port = 80, ready = "http", path = 5 })
@@ -200,6 +202,12 @@ describe("bad arguments", function()
     raises("an IPv4 or IPv6 address literal expected", core.stream, ("1"):rep(100), 80)
     raises("port must be an integer in 1..65535", core.stream, "127.0.0.1", 0)
     raises("path must not contain a NUL byte", core.stream_unix, "/a\0b")
+    -- counts are checked, then clamped, before the cast to int
+    for _, bad in ipairs { 0, 0.5, -1, 0 / 0 } do
+      raises("max_inflight must be an integer >= 1", core.many, nil, { 1 }, 10, nil, bad)
+    end
+    assert.is_table(core.many("127.0.0.1", { 1 }, 10, nil, 2 ^ 53))
+    raises("argv must be a list of 1 to 65535 strings", require "tcp_port_used.exec", {})
     local s = core.stream_unix("/nonexistent/x.sock")
     raises("invalid option 'fin'", s.close, s, "fin")
     assert.same({ nil, "ECLOSED" }, { s:recv() })

@@ -9,11 +9,13 @@
 --            function as argument i; a table { fn = "raise" } in an
 --            options table stands for a function that raises)
 --   outcome: { raised = message } or { v = "true" | "false" | "nil" | ...,
---              err = second value, code = third value }; of a callback
---              form, the values its callback got, and returned = what the
---              call returned, calls = how often the callback ran, early =
---              true when it ran before the call returned, rest = the
---              callback's values after the third
+--              err = second value, code = third value, leak = the first
+--              "file.lua:N:" in the message or err (a public function called
+--              straight from pcall has no caller to name, so any position is
+--              one inside the code) }; of a callback form, the values its
+--              callback got, and returned = what the call returned, calls =
+--              how often the callback ran, early = true when it ran before
+--              the call returned, rest = the callback's values after the third
 local C = {}
 
 local unpack = table.unpack or unpack -- luacheck: ignore 143
@@ -32,6 +34,7 @@ end
 
 local function number(v)
   if v ~= v then return "0/0" end
+  if v == 0 and 1 / v < 0 then return "-0.0" end
   if v == math.huge then return "1/0" end
   if v == -math.huge then return "-1/0" end
   if math.type and math.type(v) == "integer" then return tostring(v) end
@@ -86,11 +89,19 @@ local function scalar(v)
   return tostring(v)
 end
 
+--- The first position ("x.lua:12:") a message names, or nil.
+function C.position(msg)
+  return type(msg) == "string" and msg:match("[%w_%-%./]*%.lua:%d+:") or nil
+end
+
 local function outcome(ok, ...)
-  if not ok then return { raised = C.strip((...)) } end
+  if not ok then
+    local msg = tostring((...))
+    return { raised = C.strip(msg), leak = C.position(msg) }
+  end
   local v, err, code = ...
   return { v = tostring(v), err = err ~= nil and tostring(err) or nil,
-           code = code ~= nil and tostring(code) or nil }
+           code = code ~= nil and tostring(code) or nil, leak = C.position(err) }
 end
 
 -- The outcome of check_many's tables for one port.

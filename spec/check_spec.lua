@@ -142,6 +142,34 @@ describe("check", function()
     assert.is_true(added <= 250, added .. " TIME_WAIT entries after 2000 probes")
   end)
 
+  -- The rate that turns graceful closes into resets is measured on a
+  -- monotonic clock, never in CPU seconds: probes 20 ms apart (50 a
+  -- second, sleeping in between) all close gracefully, in the core and in
+  -- tcp_port_used.uv without the C core alike.
+  for _, kind in ipairs { "core", "uv_nocore" } do
+    it("measures the probe rate in real time, not CPU time (" .. kind .. ")", function()
+      if kind == "uv_nocore" and select(2, H.run(H.lua_cmd("require 'luv'") .. " 2>&1")) ~= 0 then
+        return pending("luv does not load on " .. H.lua)
+      end
+      local out, rc = H.run(H.lua_cmd(string.format([[
+        if %q == "uv_nocore" then
+          package.preload["tcp_port_used.core"] = function() error("no C core here") end
+        end
+        local tpu = %q == "core" and require "tcp_port_used" or require "tcp_port_used.uv"
+        local H, socket = require "helpers", require "socket"
+        local l = H.listen("127.0.0.1", 0, 1024)
+        for _ = 1, 150 do
+          assert(tpu.check(l.port, "127.0.0.1") == true)
+          l.drain()
+          socket.sleep(0.02)
+        end
+        print(H.time_wait_to(l.port))]], kind, kind)) .. " 2>&1")
+      assert.equals(0, rc, out)
+      local n = tonumber(out)
+      assert(n and n >= 140, tostring(out) .. " TIME_WAIT entries after 150 probes 20 ms apart")
+    end)
+  end
+
   it("closes gracefully or with a reset when asked", function()
     -- A graceful close leaves the probe's side in TIME_WAIT once the
     -- server has closed its end; a reset leaves nothing.

@@ -8,6 +8,7 @@
 local H = require "helpers"
 local C = require "calls"
 local T = require "transports"
+local I = require "hostile_inputs"
 
 -- (nginx runs the LuaJIT core built for Linux; on the portable build,
 -- which has no listen mode, that mode is spec/platform_spec.lua's)
@@ -191,6 +192,38 @@ local function base_of(res)
   end
   return base
 end
+-- The hostile-input table (spec/hostile_inputs.lua): legacy IPv4
+-- literals, times outside 0..1e12, NaN, negative zero, NULs, fragments.
+local RAISES = {}
+for _, row in ipairs(I.rows(MODES)) do
+  if row.raises then RAISES[(row.fn or "check") .. " " .. row.label] = row.raises end
+end
+RUNS[#RUNS + 1] = {
+  name = "with hostile input",
+  setup = "",
+  ports = { "open4", "refused4", "unbound" },
+  udp_ports = { "udp4" },
+  hosts = {},
+  extra = I.rows(MODES),
+  expect = {},
+  -- what the core must answer (the others are held to the core's answer)
+  core = function(res)
+    for i, c in ipairs(res.calls) do
+      local o, h = res.outcomes.core[i], c.args[1].host
+      for _, l in ipairs(I.LEGACY) do
+        if h == l[1] and c.fn == "check" then
+          assert(o.v == "nil" and o.code == "EAI_NONAME", c.label .. ": " .. C.show(o))
+          assert.equals("resolve " .. h .. ": not a canonical IPv4 address (" .. l[2] .. ")", o.err)
+        end
+      end
+      local raises = RAISES[c.label]
+      if raises then
+        assert(o.raised and o.raised:find(raises, 1, true), c.label .. ": " .. C.show(o) ..
+          ", not an argument error saying " .. raises)
+      end
+    end
+  end,
+}
 
 -- Without the C core, tcp_port_used.uv cannot ask the kernel who listens:
 -- listen mode is an argument error there, naming the missing core.
@@ -313,6 +346,29 @@ describe("every transport answers alike", function()
           assert(diff == "", diff)
         end)
       end
+      if run.core then
+        it("the core answers the table as issue 17 says", function()
+          local ok, why = ready()
+          if not ok then return pending(why) end
+          run.core(res)
+        end)
+      end
+
+      -- a public function called straight from pcall has no caller: any
+      -- "file.lua:N:" in what it raised or returned is a position inside
+      it("no transport names a position inside the code in any message", function()
+        local ok, why = ready()
+        if not ok then return pending(why) end
+        local leaks = {}
+        for _, kind in ipairs(T.KINDS) do
+          for i, o in ipairs(res.outcomes[kind] or {}) do
+            if o.leak then
+              leaks[#leaks + 1] = kind .. ": " .. res.calls[i].label .. ": " .. C.show(o) .. " at " .. o.leak
+            end
+          end
+        end
+        assert(#leaks == 0, #leaks .. " messages name a position:\n" .. table.concat(leaks, "\n"))
+      end)
 
       for _, kind in ipairs { "uv", "uv_nocore", "ngx" } do
         it(T.NAMES[kind] .. " gives the core's first value and code", function()

@@ -3,6 +3,7 @@
 -- 2 and a message), none crashes and none is answered as if it were valid.
 local tpu = require "tcp_port_used"
 local H = require "helpers"
+local I = require "hostile_inputs"
 
 local nan, inf = 0 / 0, math.huge
 local huge_host = ("h"):rep(10 * 1024 * 1024)
@@ -10,7 +11,7 @@ local huge_host = ("h"):rep(10 * 1024 * 1024)
 local BAD_PORTS = { 0, -1, 65536, 80.5, -0.5, "80", nan, inf, -inf, true, false, {},
                     function() end, coroutine.create(function() end) }
 local BAD_HOSTS = { 1, true, {}, "", huge_host, "a\0b", "\0", "127.0.0.1\0evil" }
-local BAD_TIMES = { -1, -inf, nan, inf, "5", true, {} }
+local BAD_TIMES = { -1, -inf, nan, inf, "5", true, {}, 1e13, 1e12 + 1, -1e-300 }
 
 local function raises(fname, what, f, ...)
   local ok, err = pcall(f, ...)
@@ -69,7 +70,7 @@ describe("hostile input", function()
     if with_time then
       it(fname .. " rejects negative, NaN, infinite and non-number times", function()
         for _, v in ipairs(BAD_TIMES) do
-          raises(fname, "must be a finite number of milliseconds >= 0", with_time, v)
+          raises(fname, "must be a number of milliseconds in 0..1e12", with_time, v)
         end
       end)
     end
@@ -115,6 +116,48 @@ describe("hostile input", function()
     assert.equals(66, n, out)
   end)
 
+  -- issue 17: a legacy IPv4 form is never an address, whatever takes it
+  it("answers every legacy IPv4 literal in check_many, find_free and owner as check does", function()
+    local l = H.listen("127.0.0.1")
+    local modes = { "connect", "bind", "any" }
+    if not H.portable then modes[#modes + 1] = "listen" end
+    for _, legacy in ipairs(I.LEGACY) do
+      local h = legacy[1]
+      local _, msg, code = tpu.check(l.port, h)
+      assert.equals("EAI_NONAME", code, h)
+      assert.equals("resolve " .. h .. ": not a canonical IPv4 address (" .. legacy[2] .. ")", msg)
+      for _, m in ipairs(modes) do
+        assert.same({ nil, msg, code }, { tpu.check_many({ l.port }, h, { mode = m }) }, h .. " " .. m)
+      end
+      assert.same({ nil, msg, code }, { tpu.check_many({ l.port }, h, { proto = "udp" }) }, h)
+      local r = { tpu.find_free { host = h } }
+      assert.same({ nil, msg, code }, { r[1], r[2], r[3] }, h)
+      r = { tpu.find_free { host = h, from = 40000, to = 40001 } }
+      assert.same({ nil, msg, code }, { r[1], r[2], r[3] }, h)
+      if not H.portable then
+        assert.same({ nil, msg, code }, { tpu.owner(l.port, h) }, h)
+      end
+    end
+    l.close()
+  end)
+
+  it("the C core called directly takes no legacy IPv4 literal either", function()
+    local core = require "tcp_port_used.core"
+    for _, legacy in ipairs(I.LEGACY) do
+      local h = legacy[1]
+      assert.same({ nil, "EAI_NONAME" }, { core.resolve(h) }, h)
+      assert.same({ nil, "EAI_NONAME" }, { core.connect(h, 80, 100) }, h)
+      assert.same({ nil, "EAI_NONAME" }, { core.start(h, 80) }, h)
+      assert.same({ nil, "EAI_NONAME" }, { core.bind(h, 80) }, h)
+      assert.same({ nil, "EAI_NONAME" }, { core.bind(h, 80, "udp") }, h)
+      assert.same({ nil, "EAI_NONAME" }, { core.many(h, { 80 }) }, h)
+      assert.same({ nil, "EAI_NONAME" }, { core.bind_port0(h) }, h)
+      assert.same({ nil, "EAI_NONAME" }, { core.local_addresses(h) }, h)
+      -- a stream takes address literals only: a legacy form is none
+      assert.has_error(function() core.stream(h, 80) end)
+    end
+  end)
+
   it("never answers a malformed literal as free", function()
     for _, h in ipairs { "[::1", "1::2::3", "256.1.1.1" } do
       local r = tpu.check(80, h)
@@ -156,6 +199,106 @@ describe("hostile input", function()
         assert.matches("^tcp%-port%-used: ", err, nil, argstr)
         assert.is_true(#err < 600, argstr .. ": " .. #err .. " bytes of error")
       end
+    end)
+
+    -- The hostile-input table (spec/hostile_inputs.lua) through the CLI:
+    -- the core's answer and words, exit 2, no position in the code.
+    local function no_position(argstr, text)
+      assert.is_nil(text:find("%.lua:%d+:"), argstr .. ": " .. text)
+    end
+
+    it("answers every legacy IPv4 literal as the core does, in every command", function()
+      local l = H.listen("127.0.0.1")
+      for _, legacy in ipairs(I.LEGACY) do
+        local host = legacy[1]:match("^%[(.*)%]$") or legacy[1]
+        local _, msg, code = tpu.check(l.port, host)
+        assert.equals("EAI_NONAME", code, host)
+        assert.equals("resolve " .. host .. ": not a canonical IPv4 address (" .. legacy[2] .. ")", msg)
+        for _, argstr in ipairs {
+          "check " .. H.quote(host .. ":" .. l.port), "check " .. l.port .. " " .. H.quote(host),
+          "check " .. H.quote(host .. ":" .. l.port) .. " --mode bind",
+          "check " .. H.quote(host .. ":" .. l.port) .. " --mode any",
+          "check " .. H.quote(host .. ":" .. l.port) .. " --mode " .. H.quiet_mode,
+          "check " .. H.quote("redis://" .. host .. ":" .. l.port),
+          "check --udp " .. H.quote(host .. ":" .. l.port),
+          "find-free " .. H.quote(host), "find-free " .. H.quote(host) .. " --from 2000 --to 2001",
+        } do
+          local out, err, rc = cli(argstr)
+          assert.equals(2, rc, argstr .. " -> " .. out .. err)
+          assert.equals("", out, argstr)
+          assert.equals("tcp-port-used: " .. msg .. "\n", err, argstr)
+        end
+        if not H.portable then
+          local _, err, rc = cli("who " .. l.port .. " " .. H.quote(host))
+          assert.equals(2, rc, err)
+          assert.equals("tcp-port-used: " .. msg .. "\n", err)
+        end
+        local _, err, rc = cli("wait-used " .. H.quote(host .. ":" .. l.port) .. " --timeout 0")
+        assert.equals(1, rc, err)
+        assert.truthy(err:find(msg, 1, true), err)
+      end
+      l.close()
+    end)
+
+    it("never shows a URL's password, in answers, waits and usage errors", function()
+      local r = H.reserve("127.0.0.1")
+      local at = "127.0.0.1:" .. r.port
+      for _, c in ipairs {
+        { "check " .. H.quote("redis://:s3cret@" .. at .. "/2"), 1, "redis://:***@" .. at .. "/2" },
+        { "check " .. H.quote("redis://u:s3cret@" .. at), 1, "redis://u:***@" .. at },
+        { "check " .. H.quote("postgres://app:s3cret@" .. at .. "/db"), 1, "postgres://app:***@" .. at },
+        { "wait-used " .. H.quote("redis://:s3cret@" .. at) .. " --timeout 50", 1, "redis://:***@" .. at },
+        { "check " .. H.quote("redis://:s3cret@[::1"), 2, "redis://:***@[::1" },
+        { "check " .. H.quote("http://u:s3cret@" .. at .. "/"), 2, "http://u:***@" .. at },
+        { "check " .. H.quote("tcp://u:s3cret@" .. at), 2, "tcp://u:***@" .. at },
+        { "check " .. H.quote("ftp://u:s3cret@" .. at), 2, "ftp://u:***@" .. at },
+        { "check " .. H.quote("redis://:s3cret@" .. at) .. " --timeout 99999999999999", 2, "--timeout" },
+      } do
+        local out, err, rc = cli(c[1])
+        assert.equals(c[2], rc, c[1] .. " -> " .. out .. err)
+        assert.is_nil((out .. err):find("s3cret", 1, true), c[1] .. " -> " .. out .. err)
+        assert.truthy((out .. err):find(c[3], 1, true), c[1] .. " -> " .. out .. err)
+        no_position(c[1], out .. err)
+      end
+      r.close()
+    end)
+
+    it("never sends a URL's fragment", function()
+      local l = H.listen("127.0.0.1")
+      local errfile = os.tmpname()
+      local p = io.popen(CLI .. " check " .. H.quote("http://127.0.0.1:" .. l.port .. "/x?y=1#frag") ..
+        " 2>" .. errfile)
+      l.sock:settimeout(20)
+      local c = assert(l.sock:accept())
+      c:settimeout(20)
+      local line = c:receive("*l")
+      c:send("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+      c:close()
+      local out = p:read("*a")
+      p:close()
+      os.remove(errfile)
+      assert.equals("GET /x?y=1 HTTP/1.1", line)
+      assert.equals("http://127.0.0.1:" .. l.port .. "/x?y=1#frag ready\n", out)
+      l.close()
+    end)
+
+    it("names --timeout and its value for a time beyond 1e12 ms; --retry 0 waits at 1 ms", function()
+      local out, err, rc = cli("check 80 --timeout 99999999999999")
+      local _
+      assert.equals(2, rc, out .. err)
+      assert.matches("--timeout must be at most 1e12 ms (about 31 years), not '99999999999999'", err, 1, true)
+      _, err, rc = cli("wait-used 80 --retry 2000000000000")
+      assert.equals(2, rc, err)
+      assert.matches("--retry must be at most 1e12 ms", err, 1, true)
+      local l = H.listen("127.0.0.1")
+      _, err, rc = cli("wait-used " .. l.port .. " --retry 0 --timeout 10s")
+      assert.equals(0, rc, err)
+      l.close()
+      local r = H.reserve("127.0.0.1")
+      _, err, rc = cli("wait-used 127.0.0.1:" .. r.port .. " --retry 0 --timeout 100")
+      assert.equals(1, rc, err)
+      no_position("wait-used --retry 0", err)
+      r.close()
     end)
   end)
 end)

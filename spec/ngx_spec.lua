@@ -321,14 +321,15 @@ describe("tcp_port_used.ngx", function()
     end)
 
     -- Last: it stops nginx.
-    it("ends a pending on_used with 'shutdown' when nginx quits", function()
+    it("ends a pending on_used with ECANCELED when nginx quits", function()
       local key = "on_used " .. N.refused.port
       assert.are.equal("returned true", body("/on_used?timeout=60000&port=" .. N.refused.port))
       local t0 = socket.gettime()
       os.execute("kill -QUIT " .. N.pid)
       await("nginx to quit", function() return not alive(N.pid) end, 20)
       assert.is_true(socket.gettime() - t0 < 10)
-      assert.matches("callback " .. key .. ": nil shutdown", error_log(), 1, true)
+      assert.matches("callback " .. key .. ": nil on_used port " .. N.refused.port ..
+        ": canceled: the nginx worker is exiting ECANCELED", error_log(), 1, true)
     end)
   end)
 end)

@@ -7,27 +7,59 @@ local api = require "tcp_port_used.api"
 
 local M = {}
 
-local type, tostring, string_format, find, next = type, tostring, string.format, string.find, next
+local type, tostring, string_format, find, next, select, pcall =
+  type, tostring, string.format, string.find, next, select, pcall
 
 local function show(v)
   if type(v) == "string" then return quote(v) end
   if type(v) == "number" then
+    -- the same digits on every runtime (5.4 writes 1e13 as "1e+13" or
+    -- "10000000000000.0" by subtype, LuaJIT as "10000000000000")
     if v ~= v then return "nan" end
-    return tostring(v)
+    if v % 1 == 0 and v > -2 ^ 53 and v < 2 ^ 53 then return string_format("%d", v) end
+    return string_format("%.14g", v)
   end
   if v == nil or type(v) == "boolean" then return tostring(v) end
   return type(v)
 end
 M.show = show
 
+-- How many args.protect calls are running: while one is, an argument
+-- error is raised as { why = ... }, a value, not a message to parse.
+local protected = 0
+
+--- Raises "bad argument #n to 'fname' (why)" at level (see M.fail).
+function M.raise(fname, argn, why, level)
+  if protected > 0 then error({ why = why }, 0) end
+  error(string_format("bad argument #%d to '%s' (%s)", argn, fname, why), level)
+end
+local raise = M.raise
+
 --- Raises "bad argument #n to 'fname' (what, got value)" at the caller of
 -- the public function: the levels are this function, the checker, the
 -- normalizer (args.check, args.wait_*), the public function, its caller.
 function M.fail(fname, argn, what, value, level)
-  error(string_format("bad argument #%d to '%s' (%s, got %s)", argn, fname, what, show(value)),
-    level or 5)
+  raise(fname, argn, what .. ", got " .. show(value), (level or 5) + 1)
 end
 local fail = M.fail
+
+local function pack(...)
+  return { n = select("#", ...), ... }
+end
+
+--- protect(f, ...): true and what f(...) returns, or false and why an
+-- argument was refused ("timeout_ms must be ..., got 1e+13"), without a
+-- function name or a position: the CLI words that as a usage error.
+-- Any other error passes through.
+function M.protect(f, ...)
+  protected = protected + 1
+  local r = pack(pcall(f, ...))
+  protected = protected - 1
+  if r[1] then return true, (table.unpack or unpack)(r, 2, r.n) end -- luacheck: ignore 143
+  local e = r[2]
+  if type(e) == "table" and type(e.why) == "string" then return false, e.why end
+  error(e, 0)
+end
 
 local function is_int(v, lo, hi)
   -- (v % 1 is NaN for NaN and the infinities, so they fail too)
@@ -49,10 +81,21 @@ function M.host(fname, argn, v)
   return v
 end
 
+-- The longest time the C core takes (csrc/checks.c, tpu_check_ms): 1e12
+-- ms, about 31 years. Checked here so that a longer one is an argument
+-- error naming the option, never one from inside the core.
+M.MAX_MS = 1e12
+local MAX_MS = M.MAX_MS
+
+local function is_ms(v)
+  -- (false for NaN, which fails every comparison)
+  return type(v) == "number" and v >= 0 and v <= MAX_MS
+end
+
 function M.ms(fname, argn, v, name, default)
   if v == nil then return default end
-  if type(v) ~= "number" or v ~= v or v < 0 or v == math.huge then
-    fail(fname, argn, name .. " must be a finite number of milliseconds >= 0", v)
+  if not is_ms(v) then
+    fail(fname, argn, name .. " must be a number of milliseconds in 0..1e12", v)
   end
   return v
 end
@@ -141,8 +184,7 @@ function M.known(fname, argn, opts, allowed)
     local a = allowed[k]
     if not a then
       local hint = NODE_NAMES[k] and (" (did you mean '" .. NODE_NAMES[k] .. "'?)") or ""
-      error(string_format("bad argument #%d to '%s' (unknown option '%s'%s)",
-        argn, fname, tostring(k), hint), 4)
+      raise(fname, argn, string_format("unknown option '%s'%s", tostring(k), hint), 5)
     end
     if a == "ready" then readiness = true end
   end
@@ -214,8 +256,11 @@ function M.readiness(fname, t, o)
   end
   if path ~= nil then
     a_string(fname, path, "path", MAX_PATH, 6)
-    if path:sub(1, 1) ~= "/" or find(path, "[%c ]") then
-      fail(fname, 1, "path must start with \"/\" and hold no spaces or control characters", path)
+    -- a fragment ("#frag") is the client's alone and never sent: a path
+    -- that holds one is refused, not cut, so that no caller is surprised
+    if path:sub(1, 1) ~= "/" or find(path, "[%c #]") then
+      fail(fname, 1, "path must start with \"/\" and hold no spaces, control characters or " ..
+        "\"#\" (a fragment is never sent)", path)
     end
   end
   o.ready, o.unix, o.path = r, unix, path
@@ -263,7 +308,7 @@ function M.check(fname, a, b, into)
         or find(host, "\0", 1, true)) then M.host(fname, 1, host) end
     if timeout == nil then
       timeout = CHECK_TIMEOUT
-    elseif type(timeout) ~= "number" or timeout < 0 or timeout == math.huge or timeout ~= timeout then
+    elseif not is_ms(timeout) then
       M.ms(fname, 1, timeout, "timeout_ms")
     end
     if proto == nil then proto = PROTO elseif not PROTOS[proto] then M.proto(fname, 1, proto) end
@@ -311,7 +356,7 @@ function M.wait_table(fname, t, in_use)
     o.ports = { t.unix }
   elseif t.ports ~= nil then
     if t.port ~= nil then
-      error(string_format("bad argument #1 to '%s' (give port or ports, not both)", fname), 3)
+      raise(fname, 1, "give port or ports, not both", 4)
     end
     o.ports = M.ports(fname, 1, t.ports)
   else

@@ -9,7 +9,7 @@ local words = require "tcp_port_used.words"
 
 local M = {}
 
-local type, tostring = type, tostring
+local type = type
 local core_bind, core_bind_port0 = core.bind, core.bind_port0
 
 -- Where the kernel's pick falls on an excluded port, it is asked again.
@@ -74,7 +74,7 @@ function M.find_free(o)
       end
       if not exclude[p] then return p end
     end
-    return nil, "bind " .. tostring(host or "*") .. ": " .. words.EXCLUDED_ONLY, "EADDRINUSE", "bind"
+    return nil, words.excluded_only(host), "EADDRINUSE", "bind"
   end
   local ipv6 = host == nil and core.ipv6()
   for p = from, to do
@@ -84,8 +84,7 @@ function M.find_free(o)
       if r == nil then return nil, err, code end
     end
   end
-  return nil, "bind " .. tostring(host or "*") .. ": " .. words.no_free_port(from, to),
-    "EADDRINUSE", "bind"
+  return nil, words.no_free_port(host, from, to), "EADDRINUSE", "bind"
 end
 
 return M

@@ -8,13 +8,12 @@ local args = require "tcp_port_used.args"
 local loop = require "tcp_port_used.loop"
 local sched = require "tcp_port_used.sched"
 local listen = require "tcp_port_used.listen"
-local policy = require "tcp_port_used.policy"
 local transport = require "tcp_port_used.transport.core"
 
 local M = { _VERSION = core._VERSION }
 
 local now = core.now
-policy.clock(now)
+local public = require("tcp_port_used.verdict").public
 
 local probe = require("tcp_port_used.probe")(transport)
 
@@ -27,11 +26,7 @@ local check_options = {}
 
 function M.check(a, b)
   local o = args.check("check", a, b, check_options)
-  local r, err, code = probe(o, o.port, o.timeout_ms, nil)
-  -- verdict.public, inlined: the reason of a server not ready stays
-  if r == nil then return nil, err, code end
-  if err == nil then return r end
-  return r, err
+  return public(probe(o, o.port, o.timeout_ms, nil))
 end
 
 local function wait(fname, o)

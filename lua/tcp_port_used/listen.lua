@@ -205,17 +205,34 @@ function M.check_many(list, host, proto)
     if p > hi then hi = p end
   end
   local ls, lcode = list_listeners(lo, hi, proto)
+  -- one query answers every port: its failure is the whole call's
   if not ls then return listen_error(lcode, host, lo) end
-  local used = {}
-  for p in pairs(wanted) do used[p] = false end
-  for _, l in ipairs(matching(ls, targets, function(p) return wanted[p] end, proto)) do
-    used[l.port] = true
+  -- each port's outcomes, one per target address, go through the
+  -- verdict as check's do
+  local seen, all = {}, targets == "*" and { "*" } or targets
+  for _, l in ipairs(ls) do
+    if wanted[l.port] then
+      for _, a in ipairs(all) do
+        if a == "*" or covers(l, a, l.port, proto) then
+          seen[l.port] = seen[l.port] or {}
+          seen[l.port][a] = true
+        end
+      end
+    end
   end
-  return used, {}, {}
+  local used, errs, codes, outcomes = {}, {}, {}, {}
+  for p in pairs(wanted) do
+    local hit = seen[p]
+    for i, a in ipairs(all) do
+      outcomes[2 * i - 1], outcomes[2 * i] = hit ~= nil and hit[a] == true, a
+    end
+    used[p], errs[p], codes[p] = verdict.answer("listen", host, p, core.ipv6,
+      (table.unpack or unpack)(outcomes, 1, 2 * #all)) -- luacheck: ignore 143
+  end
+  return used, errs, codes
 end
 
-local NOT_INSPECTABLE = "held by a process this one may not inspect (another user's)"
-local NOT_FOUND = "no process holds it now (it may have just exited)"
+local NOT_INSPECTABLE, NOT_FOUND = words.NOT_INSPECTABLE, words.NOT_FOUND
 
 --- owner(port [, host [, proto]]): one entry per listening socket of
 -- proto (default "tcp") on port that host sees (host nil: any local
@@ -255,16 +272,7 @@ function M.owner(port, host, proto)
   return out
 end
 
---- describe(entry): one line for people about an entry of owner, as the
--- CLI's `who` prints it: "8080 on 127.0.0.1 is held by pid 1234 (nginx:
--- master process)", or "... is held by uid 33 (pid unknown: reason)"; a
--- UDP port is written "27015/udp".
-function M.describe(e)
-  local where = string.format("%d%s on %s", e.port, e.proto == "udp" and "/udp" or "", e.address)
-  if e.pid then
-    return string.format("%s is held by pid %d (%s)", where, e.pid, e.command)
-  end
-  return string.format("%s is held by uid %d (pid unknown: %s)", where, e.uid, e.reason)
-end
+--- describe(entry): one line for people about an entry of owner (words.holder).
+M.describe = words.holder
 
 return M

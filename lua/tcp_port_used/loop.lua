@@ -10,15 +10,18 @@ local policy = require "tcp_port_used.policy"
 local M = {}
 
 local min, max = math.min, math.max
-local permanent = policy.permanent
+local permanent, cut_short = policy.permanent, policy.cut_short
 
 -- The default interval when retry_ms is not given: an eighth of the time
 -- waited so far, from 5 ms up to 250 ms. A server that is up after 50 ms
 -- is seen within about 6 ms; after 2 s the wait probes 4 times a second.
 M.MIN_INTERVAL, M.MAX_INTERVAL = 5, 250
+-- A retry_ms below 1 (0 included) is taken as 1: probes back to back
+-- would spin the thread and flood the server, and no caller means that.
+M.MIN_RETRY = 1
 
 function M.interval(retry_ms, elapsed_ms)
-  if retry_ms then return retry_ms end
+  if retry_ms then return max(retry_ms, M.MIN_RETRY) end
   return min(M.MAX_INTERVAL, max(M.MIN_INTERVAL, elapsed_ms / 8))
 end
 
@@ -46,11 +49,7 @@ function M.wait(o, probe, sleep, now)
       else
         if r == nil then
           if permanent(op, code) then return nil, err, code end
-          if code == "ETIMEDOUT" and budget < o.attempt_ms and prev_err then
-            -- timed out because the wait's deadline cut the attempt short:
-            -- it says nothing new (the final probe of a PostgreSQL wait
-            -- rarely gets its backend forked in a millisecond), so the
-            -- answer before it stands
+          if prev_err and cut_short(code, budget, o.attempt_ms) then
             last_err, last_code = prev_err, prev_code
           else
             last_err, last_code = err, code

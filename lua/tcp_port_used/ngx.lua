@@ -18,6 +18,8 @@ local core = require "tcp_port_used.core"
 local args = require "tcp_port_used.args"
 local loop = require "tcp_port_used.loop"
 local adapter = require "tcp_port_used.adapter"
+local words = require "tcp_port_used.words"
+local pack, unpack = require("tcp_port_used.pack").pack, require("tcp_port_used.pack").unpack
 
 local M = { _VERSION = tpu._VERSION }
 
@@ -79,7 +81,7 @@ end)
 
 -- A worker that is shutting down must not be held by a long wait: the
 -- timer's sleeps are cut into slices, and between them the wait ends
--- with "shutdown".
+-- with ECANCELED.
 local SHUTDOWN = setmetatable({}, { __tostring = function() return "shutdown" end })
 local SHUTDOWN_SLICE_MS = 100
 
@@ -100,15 +102,21 @@ local function timer_sleep(user_sleep)
   end
 end
 
-local function on_timer(premature, o, cb)
-  if premature then return cb(nil, "shutdown") end
-  -- an error raised by on_retry or opts.sleep, or SHUTDOWN, reaches cb
-  return adapter.deliver(cb, pcall(wait_with, o, sleep_ms, timer_sleep(o.sleep)))
+local function shutdown(fname, o, cb)
+  return cb(nil, words.message(fname, words.waited(o.host, o.ports), "ECANCELED"), "ECANCELED")
+end
+
+local function on_timer(premature, fname, o, cb)
+  if premature then return shutdown(fname, o, cb) end
+  local r = pack(pcall(wait_with, o, sleep_ms, timer_sleep(o.sleep)))
+  if not r[1] and r[2] == SHUTDOWN then return shutdown(fname, o, cb) end
+  -- an error raised by on_retry or opts.sleep reaches cb
+  return adapter.deliver(cb, unpack(r, 1, r.n))
 end
 
 -- on_used(port, opts, cb) or on_used(opts, cb): starts the wait in a
 -- timer and returns true at once; cb(values of the wait) runs later,
--- exactly once: cb(nil, "shutdown") when the worker exits first. Returns
+-- exactly once: cb(nil, msg, "ECANCELED") when the worker exits first. Returns
 -- nil, err when nginx refuses the timer (lua_max_pending_timers), and cb
 -- is then never called.
 adapter.define_callbacks(M, function(fname, o, cb)
@@ -117,7 +125,7 @@ adapter.define_callbacks(M, function(fname, o, cb)
       "which blocks as init allows, or %s from init_worker_by_lua)", fname,
       o.in_use and "wait_until_used" or "wait_until_free", fname), 3)
   end
-  local ok, err = timer_at(0, on_timer, o, cb)
+  local ok, err = timer_at(0, on_timer, fname, o, cb)
   if not ok then return nil, fname .. ": cannot start a timer: " .. tostring(err) end
   return true
 end)

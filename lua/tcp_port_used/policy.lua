@@ -28,6 +28,14 @@ local PERMANENT_IN = {
 -- sent or received ends a wait.
 local EXCHANGE = { send = true, receive = true }
 
+--- Whether a failed attempt says nothing new: a per-attempt timeout of
+-- an attempt the wait's deadline cut below attempt_ms (the final probe of
+-- a PostgreSQL wait rarely gets its backend forked in a millisecond), so
+-- the answer of the round before stands.
+function M.cut_short(code, budget, attempt_ms)
+  return code == "ETIMEDOUT" and budget < attempt_ms
+end
+
 --- Whether a wait gives up at once on code from operation op.
 function M.permanent(op, code)
   if EXCHANGE[op] then return false end
@@ -40,17 +48,35 @@ end
 -- A FIN, which servers do not log, until this Lua state has made about
 -- 100 connected probes in the last second; then resets, so that TIME_WAIT
 -- entries cannot exhaust the ephemeral ports. A sliding estimate over two
--- one-second windows. The clock is the caller's (see M.clock).
+-- one-second windows, on a monotonic clock in milliseconds chosen once,
+-- at the first probe: the C core's, else luv's (tcp_port_used.uv without
+-- the core), else the wall clock (never CPU time, which stands still
+-- while a probe waits).
 local GRACEFUL_PER_SECOND = 100
 local start, prev, cur = 0, 0, 0
-local now = os.clock
+local now
 
---- Sets the monotonic clock (milliseconds) the rate is measured with.
-function M.clock(f)
-  now = f
+local function clock()
+  local ok, core = pcall(require, "tcp_port_used.core")
+  if ok and type(core) == "table" and core.now then return core.now end
+  local vim_ = rawget(_G, "vim")
+  local uv = vim_ and (vim_.uv or vim_.loop)
+  if not uv then
+    local has_luv, luv = pcall(require, "luv")
+    uv = has_luv and luv or nil
+  end
+  if uv and uv.hrtime then
+    local hrtime = uv.hrtime
+    return function() return hrtime() / 1e6 end
+  end
+  return function() return os.time() * 1000 end
 end
 
 local function rate()
+  if not now then
+    now = clock()
+    start = now()
+  end
   local t = now()
   local elapsed = t - start
   if elapsed >= 1000 then

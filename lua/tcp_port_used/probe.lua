@@ -21,7 +21,6 @@
 local verdict = require "tcp_port_used.verdict"
 local policy = require "tcp_port_used.policy"
 local ready = require "tcp_port_used.ready"
-local err_of = require("tcp_port_used.transport.stream").err_of
 
 local answer, any = verdict.answer, verdict.any
 local close_for, connected = policy.close, policy.connected
@@ -68,11 +67,11 @@ return function(T)
     r, err, code = result(r, err, code)
     if r == true then return true end
     if r == false then return { answered = true, reason = err } end
-    -- the stream's own failure passes through with its operation; any
-    -- other is the exchange's verdict on what it received
-    local op = s.code == code and s.op or "receive"
-    return { code = code, op = op, address = address,
-             detail = err ~= err_of(op, code) and err or nil }
+    -- the stream's own failure (its code) passes through with its
+    -- operation; any other is the exchange's verdict on what it received,
+    -- whose words are the detail (decided by code, never by comparing text)
+    if s.code == code then return { code = code, op = s.op, address = address, detail = s.detail } end
+    return { code = code, op = "receive", address = address, detail = err }
   end
 
   local function readiness(o, port, budget, sleep)

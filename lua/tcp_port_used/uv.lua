@@ -15,7 +15,7 @@
 --   inside a loop callback, where blocking would freeze the loop.
 local args = require "tcp_port_used.args"
 local loop = require "tcp_port_used.loop"
-local policy = require "tcp_port_used.policy"
+local words = require "tcp_port_used.words"
 local adapter = require "tcp_port_used.adapter"
 local pack, unpack = require("tcp_port_used.pack").pack, require("tcp_port_used.pack").unpack
 
@@ -50,7 +50,6 @@ end
 
 local uvt = require("tcp_port_used.transport.uv")(uv, now)
 local start_timer = uvt.start_timer
-policy.clock(now)
 
 local can_yield = adapter.can_yield
 
@@ -154,7 +153,7 @@ local function block(fname, job)
   while not r and not failure do
     if nvim then
       local _, why = vim_.wait(60000, function() return r ~= nil or failure ~= nil end, 50)
-      if why == -2 then return nil, "interrupted", "EINTR" end
+      if why == -2 then return nil, words.message(fname, nil, "EINTR"), "EINTR" end
     else
       uv.run("once")
     end

@@ -16,7 +16,7 @@ local words = require "tcp_port_used.words"
 
 local M = {}
 
-local select, find = select, string.find
+local select, find, type = select, string.find, type
 local message, where = words.message, words.where
 
 -- Errors of an IPv6 address that a machine without IPv6 explains.
@@ -24,6 +24,37 @@ local NO_FAMILY = { EAFNOSUPPORT = true, EADDRNOTAVAIL = true, ENETUNREACH = tru
 
 local function skipped(code, address, ipv6)
   return NO_FAMILY[code] and find(address, ":", 1, true) ~= nil and not ipv6()
+end
+
+-- The operations of a readiness exchange: their failures are the
+-- server's doing, never explained by a missing family.
+local EXCHANGE = { send = true, receive = true }
+
+-- The rules of SPEC "check", written once for every probe: where they
+-- fall for the outcome pairs list[1..n] (state, address), each of
+-- operation ops (one for all, or a list by pair): true (one is used),
+-- the index of the first failure a missing family does not explain,
+-- false (none failed, one is free) or nil (every one was skipped).
+local function fall(list, n, ops, ipv6)
+  local free, first
+  for i = 1, n, 2 do
+    local s = list[i]
+    if s == true then return true end
+    if s == false then
+      free = true
+    elseif not first then
+      local op = ops
+      if type(ops) == "table" then op = ops[(i + 1) / 2] end
+      if EXCHANGE[op] or not skipped(s, list[i + 1], ipv6) then first = i end
+    end
+  end
+  if first then return first end
+  if free then return false end
+  return nil
+end
+
+local function no_family(op, place)
+  return nil, op .. " " .. place .. ": " .. words.NO_FAMILY, "EAFNOSUPPORT", op
 end
 
 --- answer(op, host, port, ipv6, state, address, ...): the answer of one
@@ -38,23 +69,11 @@ function M.answer(op, host, port, ipv6, s1, a1, ...)
   local n = select("#", ...)
   if s1 == false and n == 0 then return false end
   local outcomes = { s1, a1, ... }
-  local free, first_address
-  for i = 1, n + 2, 2 do
-    local s, a = outcomes[i], outcomes[i + 1]
-    if s == true then return true end
-    if s == false then
-      free = true
-    elseif not skipped(s, a, ipv6) then
-      -- the first failure names the answer, unless another address is used
-      if not first_address then first_address = i end
-    end
-  end
-  if first_address then
-    local code = outcomes[first_address]
-    return nil, message(op, where(host, port, outcomes[first_address + 1]), code), code, op
-  end
-  if free then return false end
-  return nil, op .. " " .. where(host, port, a1) .. ": " .. words.NO_FAMILY, "EAFNOSUPPORT", op
+  local r = fall(outcomes, n + 2, op, ipv6)
+  if r == true or r == false then return r end
+  if r == nil then return no_family(op, where(host, port, a1)) end
+  local code = outcomes[r]
+  return nil, message(op, where(host, port, outcomes[r + 1]), code), code, op
 end
 
 --- The answer as the public API gives it: true, false [, reason] or nil,
@@ -72,30 +91,25 @@ end
 --   { refused = true, address = ... }   nothing listens there
 --   { code =, op =, address =, detail = }  the probe failed
 -- The answer (SPEC "readiness"): false with the reason of the first that
--- answered "not ready"; otherwise an error naming the first address that
--- failed; otherwise false if any refused; an IPv6 address of a family
--- this machine lacks is skipped, as in check. unix: the socket's path,
+-- answered "not ready"; otherwise the rules of check (fall) over the
+-- rest, a refused address being a free one. unix: the socket's path,
 -- which names the place in messages instead of host:port.
 function M.ready(host, port, unix, ipv6, outcomes)
   local n = #outcomes
+  local list, ops = {}, {}
   for i = 1, n do
     local o = outcomes[i]
     if o.answered then return false, o.reason end
+    if o.refused then list[2 * i - 1] = false else list[2 * i - 1] = o.code end
+    list[2 * i], ops[i] = o.address, o.op or "connect"
   end
-  local refused
-  for i = 1, n do
-    local o = outcomes[i]
-    if o.refused then
-      refused = true
-    elseif not (o.op == "connect" and skipped(o.code, o.address, ipv6)) then
-      local msg = message(o.op, unix or where(host, port, o.address), o.code)
-      if o.detail then msg = msg .. " (" .. o.detail .. ")" end
-      return nil, msg, o.code, o.op
-    end
-  end
-  if refused then return false end
-  return nil, "connect " .. where(host, port, outcomes[1].address) .. ": " .. words.NO_FAMILY,
-    "EAFNOSUPPORT", "connect"
+  local r = fall(list, 2 * n, ops, ipv6)
+  if r == false then return false end
+  if r == nil then return no_family("connect", where(host, port, outcomes[1].address)) end
+  local o = outcomes[(r + 1) / 2]
+  local msg = message(o.op, unix or where(host, port, o.address), o.code)
+  if o.detail then msg = msg .. " (" .. o.detail .. ")" end
+  return nil, msg, o.code, o.op
 end
 
 --- any mode: in use if either probe says so; an error where neither does

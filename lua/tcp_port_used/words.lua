@@ -5,6 +5,8 @@ local hosts = require "tcp_port_used.hosts"
 
 local M = {}
 
+local find = string.find
+
 local TEXT = {
   ECONNREFUSED = "connection refused",
   ETIMEDOUT = "timed out",
@@ -45,6 +47,14 @@ local TEXT = {
   EAI_SERVICE = "service not supported",
   EAI_NODATA = "no address associated with the name",
   EAI_ADDRFAMILY = "no address of that family for the name",
+  ENOEXEC = "not an executable format",
+  E2BIG = "argument list too long",
+  ETXTBSY = "text file busy",
+  ELOOP = "too many levels of symbolic links",
+  -- a call that ended before its answer: Ctrl-C in Neovim's vim.wait, an
+  -- nginx worker that exits while a wait is pending
+  EINTR = "interrupted",
+  ECANCELED = "canceled: the nginx worker is exiting",
 }
 M.TEXT = TEXT
 
@@ -79,8 +89,15 @@ function M.where(host, port, address)
   return a
 end
 
---- "<op> <where>: <text>".
+--- "<op> <where>: <text>" ("<op>: <text>" where is nil). A host refused because it reads as a legacy
+-- IPv4 form (hosts.not_canonical) says why: "resolve 127.0.0.010: not a
+-- canonical IPv4 address (leading zero)".
 function M.message(op, where, code)
+  if op == "resolve" and code == "EAI_NONAME" then
+    local why = hosts.not_canonical(hosts.bare(where))
+    if why then return "resolve " .. where .. ": not a canonical IPv4 address (" .. why .. ")" end
+  end
+  if where == nil then return op .. ": " .. M.text(op, code) end
   return op .. " " .. where .. ": " .. M.text(op, code)
 end
 
@@ -93,11 +110,54 @@ function M.quote(v)
   return (string.format("%q", v):gsub("\\\n", "\\n"):gsub("\\000", "\\0"):gsub("%z", "\\0"))
 end
 
-M.NO_FAMILY = "no address of a family this machine has"
-M.EXCLUDED_ONLY = "the kernel kept picking excluded ports"
+--- A URL as output shows it: the password of its userinfo masked
+-- ("redis://:***@127.0.0.1:6379/2", "postgres://app:***@db/app"); any
+-- other string unchanged.
+function M.url(s)
+  local head, authority, rest = s:match("^(%a[%w+.-]*://)([^/?#]*)(.*)$")
+  if not head then return s end
+  -- the last "@" of the authority ends the userinfo, its first ":" the user
+  local user, hostport = authority:match("^([^:@]*):.*@([^@]*)$")
+  if not user then return s end
+  return head .. user .. ":***@" .. hostport .. rest
+end
 
-function M.no_free_port(from, to)
-  return "no free port in " .. from .. ".." .. to
+--- What a wait of host's ports is called in a message: "127.0.0.1:80",
+-- "[::1]:80,81", "port 80" (host omitted: both loopbacks).
+function M.waited(host, ports)
+  local list = table.concat(ports, ",")
+  if host == nil then return "port " .. list end
+  local bare = hosts.bare(host)
+  if find(bare, ":", 1, true) then return "[" .. bare .. "]:" .. list end
+  return bare .. ":" .. list
+end
+
+M.NO_FAMILY = "no address of a family this machine has"
+
+--- find_free's failures: the kernel kept picking excluded ports, or the
+-- range holds no free port; host nil is any local address.
+function M.excluded_only(host)
+  return "bind " .. (host or "*") .. ": the kernel kept picking excluded ports"
+end
+
+function M.no_free_port(host, from, to)
+  return "bind " .. (host or "*") .. ": no free port in " .. from .. ".." .. to
+end
+
+--- The reasons owner gives where a socket's process is not known.
+M.NOT_INSPECTABLE = "held by a process this one may not inspect (another user's)"
+M.NOT_FOUND = "no process holds it now (it may have just exited)"
+
+--- One line for people about an entry of owner, as the CLI's `who`
+-- prints it: "8080 on 127.0.0.1 is held by pid 1234 (nginx: master
+-- process)", or "... is held by uid 33 (pid unknown: reason)"; a UDP port
+-- is written "27015/udp".
+function M.holder(e)
+  local at = string.format("%d%s on %s", e.port, e.proto == "udp" and "/udp" or "", e.address)
+  if e.pid then
+    return string.format("%s is held by pid %d (%s)", at, e.pid, e.command)
+  end
+  return string.format("%s is held by uid %d (pid unknown: %s)", at, e.uid, e.reason)
 end
 
 return M

@@ -14,8 +14,8 @@
 -- "ETIMEDOUT"). A peer that closes before the reply is complete is
 -- "closed", "ECONNRESET". Reads are bounded: a line longer than MAX_LINE
 -- bytes is EPROTO, a byte count above MAX_COUNT an argument error. The
--- stream remembers the operation and code of its last failure (s.op,
--- s.code), so that a probe can tell a transport's error from an
+-- stream remembers the operation, code and detail of its last failure
+-- (s.op, s.code, s.detail), so that a probe can tell a transport's error from an
 -- exchange's own verdict.
 local words = require "tcp_port_used.words"
 
@@ -36,7 +36,8 @@ end
 local err_of = M.err_of
 
 local function failed(self, op, code, err)
-  self.op, self.code = op, code
+  -- err, when given, says more than the code's words (s.detail)
+  self.op, self.code, self.detail = op, code, err
   return nil, err or err_of(op, code), code
 end
 

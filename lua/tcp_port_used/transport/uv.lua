@@ -58,6 +58,8 @@ return function(uv, now)
     if host == nil then return done(LOOPBACKS) end
     local bare = hosts.bare(host)
     if hosts.literal_like(bare) then
+      -- a legacy IPv4 form never reaches getaddrinfo, which reads it
+      if hosts.not_canonical(bare) then return done(nil, "EAI_NONAME") end
       local res, _, code = uv.getaddrinfo(bare, nil, { socktype = "stream", numerichost = true })
       if not res then return done(nil, code_of(code)) end
       local list = addresses(res)
