@@ -76,6 +76,10 @@ M.codes = {
   { "EPROTOTYPE", "wrong socket type (a unix path that is not a stream socket)" },
   { "EAGAIN", "resource temporarily unavailable" },
   { "EINTR", "interrupted (Neovim: the wait was interrupted by the user)" },
+  { "ECANCELED", "canceled: the nginx worker is exiting (an on_used/on_free callback)" },
+  { "E2BIG", "exec (CLI -- command): the argument list is too long" },
+  { "ENOEXEC", "exec (CLI -- command): the file is not an executable format" },
+  { "ETXTBSY", "exec (CLI -- command): the executable is being written" },
   { "EBADF", "bad file descriptor" },
   { "ENOENT", "no such file (unix = PATH without a socket file)" },
   { "ENOTDIR", "a part of the unix path is not a directory" },
@@ -112,7 +116,7 @@ local function codes(...)
 end
 local PROBE = codes(RESOLVE, { "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "EACCES", "EPERM",
   "EADDRNOTAVAIL", "EAFNOSUPPORT", "ENOBUFS", "ECONNRESET", "EPROTO", "ENOENT", "ENOTSUP" })
-local WAIT = codes(PROBE, { "EINTR" })
+local WAIT = codes(PROBE, { "EINTR", "ECANCELED" })
 local KERNEL = { "ENOTSUP", "EADDRNOTAVAIL", "EBADMSG", "EMSGSIZE", "EACCES", "ESRCH" }
 
 --- Aliases of types/tcp_port_used.lua.
