@@ -27,7 +27,7 @@ incdir_5.3 = /usr/include/lua5.3
 incdir_5.4 = /usr/include/lua5.4
 incdir_jit = /usr/include/luajit-2.1
 
-.PHONY: all deps core test test-asan test-valgrind test-portable check-musl rock lint demo bench bench-portable install clean fuzz fuzz-long
+.PHONY: all deps core test test-asan test-valgrind test-portable test-0700 check-musl rock lint demo bench bench-portable install clean fuzz fuzz-long
 
 FUZZ_SECONDS ?= 60
 
@@ -97,6 +97,12 @@ test-valgrind: deps all
 # owner answer ENOTSUP there, and their specs expect it.
 test-portable: deps all build/portable/tcp_port_used/core.so build/portable/tcp_port_used/exec.so
 	@sh scripts/test.sh portable
+
+# The specs whose servers run as other users (nginx, PostgreSQL, owner,
+# the differential table), on 5.4, from a clone of HEAD in a 0700
+# directory, as a checkout in /root is.
+test-0700: deps
+	@sh scripts/test-0700.sh
 
 # The core and exec.c compiled with musl-gcc (Alpine) under -Werror.
 check-musl: deps
