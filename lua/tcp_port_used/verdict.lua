@@ -35,8 +35,9 @@ function M.answer(op, host, port, ipv6, s1, a1, ...)
   if s1 == nil then
     return nil, message("resolve", host or "localhost", a1), a1, "resolve"
   end
+  -- (states are never nil, so a missing second pair is a nil: no select)
+  if s1 == false and (...) == nil then return false end
   local n = select("#", ...)
-  if s1 == false and n == 0 then return false end
   local outcomes = { s1, a1, ... }
   local free, first_address
   for i = 1, n + 2, 2 do
