@@ -122,10 +122,10 @@ lint: deps
 demo: deps build/5.4/tcp_port_used/core.so
 	@LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/5.4/?.so;;' lua5.4 examples/demo.lua
 
+# From a rock installed by `luarocks make` into a throwaway tree, and the
+# single checks from the build tree too (scripts/bench.sh).
 bench: deps all build/bench/raw_connect
-	@LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/5.4/?.so;;' lua5.4 bench/run.lua
-	@echo
-	@LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/5.4/?.so;;' lua5.4 bench/listen.lua
+	@sh scripts/bench.sh
 
 # The check tables of make bench against the portable core.
 bench-portable: deps all build/portable/tcp_port_used/core.so build/bench/raw_connect
