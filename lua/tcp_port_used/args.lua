@@ -249,9 +249,11 @@ end
 -- came to a quarter of it). Both are plain values, so equal means valid.
 local valid_port, valid_host = 80, "localhost"
 
--- The first key of t that set lacks, or nil: one C call where the core
--- has it (a call of `next` per key cost more than the bind syscall).
+-- The first key of t that set lacks, nil when none, false when t is not
+-- a table: one C call where the core has it (type() and a call of `next`
+-- per key cost more than the bind syscall).
 local function stray_key(t, set)
+  if type(t) ~= "table" then return false end
   for k in next, t do
     if not set[k] then return k end
   end
@@ -268,9 +270,10 @@ end
 function M.check(fname, a, b, into)
   local o = into or {}
   local port, host, timeout, mode, close, proto
-  if type(a) == "table" then
+  local stray = stray_key(a, CHECK_KEYS)
+  if stray ~= false then
     local readiness = false
-    if stray_key(a, CHECK_KEYS) ~= nil then readiness = M.known(fname, 1, a, READY_CHECK_KEYS) end
+    if stray ~= nil then readiness = M.known(fname, 1, a, READY_CHECK_KEYS) end
     port, host, timeout, mode, close, proto = a.port, a.host, a.timeout_ms, a.mode, a.close, a.proto
     -- the usual case is checked inline; the checkers word what fails
     if host ~= nil and host ~= valid_host then
