@@ -46,7 +46,7 @@ end
 -- Every sample is two figures, ns per call of wall time and of the
 -- process's CPU time (user + system; os.clock here): on a machine shared
 -- with other work, time spent waiting for the CPU lands on either side of
--- a ratio at random, and CPU time leaves it out.
+-- a wall-time ratio at random, and CPU time leaves it out.
 local function raw(mode, host, port, n, extra)
   local out = sh(string.format("%s %s %s %d %d %s 2>/dev/null", RAW, mode, host, port, n, extra or ""))
   local wall, cpu = out:match("^([%d.]+) ([%d.]+)")
@@ -120,8 +120,8 @@ out("loopback; medians of %d interleaved runs; ns per call of %d calls", ROUNDS,
 out("")
 out("%-40s %9s %9s %8s %8s  %s", "check", "lua ns", "raw C ns", "ratio", "cpu", "target")
 
--- ns and ratio of wall time; "cpu": the ratio of CPU time, the steadier
--- of the two where other work shares the machine
+-- ns and ratio of wall time; "cpu": the ratio of CPU time (it leaves out
+-- waits for the CPU, not the caches other work cooled)
 local function row(label, lua_f, raw_f, target, n)
   local l, r, lc, rc = {}, {}, {}, {}
   for i = 1, ROUNDS do
