@@ -27,7 +27,7 @@ incdir_5.3 = /usr/include/lua5.3
 incdir_5.4 = /usr/include/lua5.4
 incdir_jit = /usr/include/luajit-2.1
 
-.PHONY: all deps core docs test test-asan test-valgrind test-portable check-musl rock lint demo bench bench-portable install clean fuzz fuzz-long
+.PHONY: all deps core docs test test-asan test-valgrind test-portable test-0700 check-musl rock lint demo bench bench-portable install clean fuzz fuzz-long
 
 FUZZ_SECONDS ?= 60
 
@@ -103,6 +103,12 @@ test-valgrind: deps all
 test-portable: deps all build/portable/tcp_port_used/core.so build/portable/tcp_port_used/exec.so
 	@sh scripts/test.sh portable
 
+# The specs whose servers run as other users (nginx, PostgreSQL, owner,
+# the differential table), on 5.4, from a clone of HEAD in a 0700
+# directory, as a checkout in /root is.
+test-0700: deps
+	@sh scripts/test-0700.sh
+
 # The core and exec.c compiled with musl-gcc (Alpine) under -Werror.
 check-musl: deps
 	@sh scripts/check-musl.sh
@@ -121,10 +127,10 @@ lint: deps
 demo: deps build/5.4/tcp_port_used/core.so
 	@LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/5.4/?.so;;' lua5.4 examples/demo.lua
 
+# From a rock installed by `luarocks make` into a throwaway tree, and the
+# single checks from the build tree too (scripts/bench.sh).
 bench: deps all build/bench/raw_connect
-	@LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/5.4/?.so;;' lua5.4 bench/run.lua
-	@echo
-	@LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/5.4/?.so;;' lua5.4 bench/listen.lua
+	@sh scripts/bench.sh
 
 # The check tables of make bench against the portable core.
 bench-portable: deps all build/portable/tcp_port_used/core.so build/bench/raw_connect

@@ -8,7 +8,8 @@
 --   * 1024 ports: listen mode (one kernel query per family) next to
 --     check_many in connect mode;
 --   * the /proc fallback, for scale.
--- Run from the top of the tree after `make all build/bench/raw_connect`:
+-- `make bench` runs it against a rock installed by `luarocks make`
+-- (scripts/bench.sh); from the build tree, after `make all build/bench/raw_connect`:
 --   LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/5.4/?.so;;' lua5.4 bench/listen.lua
 local tpu = require "tcp_port_used"
 local core = require "tcp_port_used.core"
@@ -17,6 +18,7 @@ local socket = require "socket"
 
 local RAW = "build/bench/raw_connect"
 local N = tonumber(os.getenv("N")) or 20000
+print("module: " .. (os.getenv("TPU_BENCH_FROM") or "the build tree (lua/, build/5.4/)"))
 
 local function ns_per_op(n, fn)
   fn()
@@ -38,8 +40,9 @@ local server = assert(io.popen("echo $$; exec " .. RAW .. " serve 127.0.0.1"))
 local server_pid = assert(tonumber(server:read("*l")))
 local port = assert(tonumber(server:read("*l")), "raw_connect serve printed no port")
 
-local function row(name, ns, base)
-  print(string.format("  %-44s %10.0f ns/op  %5.2fx connect check", name, ns, ns / base))
+local function row(name, ns, base, target)
+  print(string.format("  %-44s %10.0f ns/op  %5.2fx connect check%s", name, ns, ns / base,
+    target and "  (target " .. target .. ")" or ""))
 end
 
 -- A game server's UDP port (socket.udp4: socket.udp makes its descriptor
@@ -74,8 +77,8 @@ local function single(label)
   end)
   row("connect check, 127.0.0.1 (close = reset)", connect, connect)
   row("raw C socket+connect+close loop", c_loop, connect)
-  row("listen check, host omitted (127.0.0.1, ::1)", lis, connect)
-  row("listen check, 127.0.0.1", lis4, connect)
+  row("listen check, host omitted (127.0.0.1, ::1)", lis, connect, "<= 0.25x")
+  row("listen check, 127.0.0.1", lis4, connect, "<= 0.25x")
   row("core.listen_exact, 127.0.0.1", exact, connect)
   row("UDP listen check, host omitted", ulis, connect)
   row("UDP listen check, 127.0.0.1", ulis4, connect)

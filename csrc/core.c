@@ -44,11 +44,12 @@ int luaopen_tcp_port_used_core(lua_State *L)
     lua_newtable(L);
     tpu_connect_open(L);
     tpu_stream_open(L);
+    luaL_setfuncs(L, tpu_checks_functions, 0);
     luaL_setfuncs(L, tpu_resolve_functions, 0);
     luaL_setfuncs(L, tpu_bind_functions, 0);
     luaL_setfuncs(L, tpu_many_functions, 0);
     luaL_setfuncs(L, tpu_clock_functions, 0);
-    luaL_setfuncs(L, tpu_listen_functions, 0);
+    tpu_listen_open(L);
     lua_pushliteral(L, TPU_VERSION);
     lua_setfield(L, -2, "_VERSION");
     return 1;

@@ -9,7 +9,7 @@
  * machine has. Many ports, or any local address: one dump per family of
  * the listening sockets only, filtered in the kernel by a bytecode range
  * on the source port. Listeners are collected in C memory (struct
- * tpu_listeners) and reach Lua only after the netlink socket is closed. */
+ * tpu_listeners) and reach Lua only once the whole reply is read. */
 
 #ifdef TPU_LINUX
 
@@ -162,8 +162,9 @@ static int tpu_diag_open(int *fd)
     return *fd < 0 ? errno : 0;
 }
 
-/* Sends one request on a fresh socket (so the sequence number needs no
- * state of its own) and reads its whole reply. The kernel answers during
+/* Sends one request and reads its whole reply (a socket left with part
+ * of a reply after a failure is closed by its owner, listen.c, so the
+ * sequence number needs no state of its own). The kernel answers during
  * sendto (and refills a dump during each recv), so the reply is there
  * when recv runs; the poll is only a guard against a kernel that defers
  * it, and blocks for at most a second in all. */

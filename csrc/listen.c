@@ -105,6 +105,58 @@ static void tpu_push_listeners(lua_State *L, const struct tpu_listeners *ls)
     }
 }
 
+/* The netlink socket of one Lua state: opened at the first query that
+ * needs it, kept for the next ones (a socket per query cost a third of a
+ * listen-mode check), closed by the __gc of the userdata that holds it,
+ * an upvalue of listen_exact and listeners (no file-scope state: two Lua
+ * states never share it). */
+struct tpu_diag_sock {
+    int fd;
+    pid_t pid; /* the process that opened fd */
+};
+
+static int tpu_diag_sock_gc(lua_State *L)
+{
+    struct tpu_diag_sock *d = (struct tpu_diag_sock *)lua_touserdata(L, 1);
+    if (d->fd >= 0)
+        close(d->fd);
+    d->fd = -1;
+    return 0;
+}
+
+/* The state's socket: 0 with *fd set, or errno. A child of fork() (an
+ * nginx worker after init_by_lua) opens its own: parent and child would
+ * read each other's replies from a shared one. */
+static int tpu_diag_sock_get(lua_State *L, int *fd)
+{
+    struct tpu_diag_sock *d = (struct tpu_diag_sock *)lua_touserdata(L, lua_upvalueindex(1));
+    pid_t pid = getpid();
+    if (d->fd >= 0 && d->pid != pid) {
+        close(d->fd);
+        d->fd = -1;
+    }
+    if (d->fd < 0) {
+        int rc = tpu_diag_open(&d->fd);
+        if (rc != 0)
+            return rc;
+        d->pid = pid;
+    }
+    *fd = d->fd;
+    return 0;
+}
+
+/* After a failed query (a timeout, a malformed or interrupted reply) the
+ * socket may still hold part of a reply: the next query opens a fresh
+ * one. Answers ENOENT ("no such socket") leave nothing behind. */
+static void tpu_diag_sock_failed(lua_State *L, int rc)
+{
+    struct tpu_diag_sock *d = (struct tpu_diag_sock *)lua_touserdata(L, lua_upvalueindex(1));
+    if (rc != 0 && rc != ENOENT && d->fd >= 0) {
+        close(d->fd);
+        d->fd = -1;
+    }
+}
+
 /***
  * diag_check([proto]): whether exact NETLINK_SOCK_DIAG lookups of proto
  * ("tcp", default, or "udp") work here (one of our own listeners is
@@ -150,17 +202,20 @@ static int l_listen_exact(lua_State *L)
         state[i] = 0;
         code[i] = host == NULL ? 0 : tpu_is_local(&t[i]);
         if (code[i] == 0 && fd < 0)
-            code[i] = tpu_diag_open(&fd);
-        if (code[i] == 0)
+            code[i] = tpu_diag_sock_get(L, &fd);
+        if (code[i] == 0) {
             code[i] = tpu_diag_exact(fd, &t[i], proto, &found);
+            if (code[i] != 0) {
+                tpu_diag_sock_failed(L, code[i]);
+                fd = -1;
+            }
+        }
         state[i] = found;
         if (found) {
             n = i + 1;
             break;
         }
     }
-    if (fd >= 0)
-        close(fd);
     for (i = 0, k = 0; i < n; i++, k += 2) {
         if (code[i] != 0)
             tpu_push_code(L, code[i]);
@@ -193,13 +248,13 @@ static int l_listeners(lua_State *L)
     if (proc) {
         rc = tpu_proc_listeners(lo, hi, proto, ls);
     } else {
-        rc = tpu_diag_open(&fd);
+        rc = tpu_diag_sock_get(L, &fd);
         if (rc == 0)
             rc = tpu_diag_dump(fd, AF_INET, lo, hi, proto, ls);
         if (rc == 0)
             rc = tpu_diag_dump(fd, AF_INET6, lo, hi, proto, ls);
         if (fd >= 0)
-            close(fd);
+            tpu_diag_sock_failed(L, rc);
     }
     if (rc != 0) {
         lua_pushnil(L);
@@ -329,9 +384,34 @@ static int tpu_listen_unsupported(lua_State *L)
 static const luaL_Reg tpu_listen_functions[] = {
     { "local_addresses", l_local_addresses },
     { "diag_check", l_diag_check },
-    { "listen_exact", l_listen_exact },
-    { "listeners", l_listeners },
     { "listen_parse", l_listen_parse },
     { "socket_holders", l_socket_holders },
     { NULL, NULL }
 };
+
+/* The queries that share the state's netlink socket (its upvalue). */
+static const luaL_Reg tpu_listen_query_functions[] = {
+    { "listen_exact", l_listen_exact },
+    { "listeners", l_listeners },
+    { NULL, NULL }
+};
+
+static void tpu_listen_open(lua_State *L)
+{
+    luaL_setfuncs(L, tpu_listen_functions, 0);
+#ifdef TPU_LINUX
+    {
+        struct tpu_diag_sock *d = (struct tpu_diag_sock *)lua_newuserdata(L, sizeof *d);
+        d->fd = -1;
+        d->pid = 0;
+        if (luaL_newmetatable(L, "tcp_port_used.diag_socket")) {
+            lua_pushcfunction(L, tpu_diag_sock_gc);
+            lua_setfield(L, -2, "__gc");
+        }
+        lua_setmetatable(L, -2);
+    }
+    luaL_setfuncs(L, tpu_listen_query_functions, 1);
+#else
+    luaL_setfuncs(L, tpu_listen_query_functions, 0);
+#endif
+}

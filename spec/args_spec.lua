@@ -69,6 +69,36 @@ describe("bad arguments", function()
     end
   end)
 
+  -- check skips the checks of a port and a host equal to the last valid
+  -- ones (args.lua): a value of another type or a near miss is still checked
+  it("reject a bad port or host right after a valid one that looks the same", function()
+    local r = require("helpers").reserve("127.0.0.1")
+    local p = r.port
+    -- (listen mode answers nil, ENOTSUP on the portable build: no error either)
+    local function valid(a, b)
+      assert.has_no.errors(function() tpu.check(a, b) end)
+    end
+    for _, mode in ipairs { "connect", "bind", "listen" } do
+      valid { port = p, host = "127.0.0.1", mode = mode }
+      raises("bad argument #1 to 'check' (port must be an integer in 1..65535, got \"" .. p .. "\")", tpu.check,
+        { port = tostring(p), host = "127.0.0.1", mode = mode })
+      valid { port = p, host = "127.0.0.1", mode = mode }
+      raises("bad argument #1 to 'check' (port must be an integer in 1..65535, got " .. p + 0.5 .. ")", tpu.check,
+        { port = p + 0.5, host = "127.0.0.1", mode = mode })
+      valid { port = p, host = "127.0.0.1", mode = mode }
+      raises("bad argument #1 to 'check' (host must not contain a NUL byte", tpu.check,
+        { port = p, host = "127.0.0.1\0", mode = mode })
+      valid(p, "127.0.0.1")
+      raises("bad argument #2 to 'check' (host must be a string or nil, got table)", tpu.check, p, {})
+      for _ = 1, 3 do
+        raises("bad argument #1 to 'check' (unknown option 'prot')", tpu.check,
+          { port = p, host = "127.0.0.1", mode = mode, prot = "tcp" })
+        valid { port = p, host = "127.0.0.1", mode = mode }
+      end
+    end
+    r.close()
+  end)
+
   it("reject an unknown mode or close, and unknown options", function()
     raises("bad argument #1 to 'check' (mode must be one of connect, bind, any", tpu.check,
       { port = 80, mode = "ping" })

@@ -150,11 +150,13 @@ end
 H.quote = shell_quote
 
 --- The command line that runs Lua code on this runtime with the module on
--- its paths.
-function H.lua_cmd(code)
+-- its paths: this checkout's, or those of the copy at root with its core
+-- at cpath (spec/readable.lua).
+function H.lua_cmd(code, root, cpath)
+  root = root or H.root
   local prelude = string.format("package.path = %q .. package.path; package.cpath = %q .. package.cpath;",
-    H.root .. "/lua/?.lua;" .. H.root .. "/lua/?/init.lua;" .. H.root .. "/spec/?.lua;",
-    H.cpath .. ";")
+    root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. root .. "/spec/?.lua;",
+    (cpath or H.cpath) .. ";")
   return H.lua_exec() .. " -e " .. shell_quote(prelude .. code)
 end
 

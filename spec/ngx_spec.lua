@@ -53,8 +53,9 @@ describe("tcp_port_used.ngx", function()
   describe("in a real nginx", function()
     setup(function()
       N.init_port = H.free_port()
-      -- init_by_lua waits for this child's listener, which opens after 0.5 s.
-      N.init_child = H.listen_later(N.init_port, 0.5, 30)
+      -- init_by_lua waits for this child's listener, which opens after 1 s
+      -- (nginx's start takes some of it: a busy machine took 0.47 s)
+      N.init_child = H.listen_later(N.init_port, 1, 30)
       N.now = H.listen()
       N.later = H.reserve()
       N.refused = H.reserve()

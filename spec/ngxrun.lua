@@ -4,6 +4,7 @@
 -- HTTP. Plain Lua (no busted), so that a child in a network namespace can
 -- start one too. nginx runs LuaJIT whatever runtime runs the spec.
 local H = require "helpers"
+local R = require "readable"
 local socket = require "socket"
 
 local NG = {}
@@ -129,7 +130,8 @@ function NG.start(conf, vars)
   self.port = H.free_port()
   local all = {
     LOAD_MODULES = "load_module " .. MODULES[1] .. ";\nload_module " .. MODULES[2] .. ";",
-    ROOT = H.root, PORT = self.port,
+    -- the workers run as another user, which may not read this checkout
+    ROOT = R.tree(self.prefix), PORT = self.port,
   }
   for k, v in pairs(vars or {}) do all[k] = v end
   local text = slurp(H.root .. "/spec/nginx/" .. conf):gsub("%${([%w_]+)}", function(k)

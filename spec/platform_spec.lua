@@ -103,6 +103,61 @@ describe("the platform layer", function()
   end)
 end)
 
+-- The trace of code run in a child of this runtime, between its BEGIN and
+-- END lines on stderr; or nil where strace cannot run here.
+local function traced(calls, code)
+  local _, rc = H.run("strace -o /dev/null true 2>/dev/null")
+  if rc ~= 0 then return nil end
+  local file = os.tmpname()
+  local out, status = H.run("ASAN_OPTIONS=detect_leaks=0 strace -f -o " .. file .. " -e trace=write," ..
+    calls .. " " .. H.lua_cmd("io.stderr:write('BEGIN\\n') " .. code .. " io.stderr:write('END\\n')") ..
+    " 2>&1")
+  local trace = H.slurp(file)
+  os.remove(file)
+  assert.equals(0, status, out)
+  return assert(trace:match("BEGIN.-\n(.*)END"), out .. trace)
+end
+
+describe("listen mode's kernel queries (strace)", function()
+  if H.portable then pending(H.NO_LISTEN_MODE) return end
+
+  it("are one netlink dump per address family for check_many of 1024 ports, no /proc", function()
+    local l, r = H.listen("127.0.0.1"), H.reserve("127.0.0.1")
+    local trace = traced("socket,sendto,sendmsg,openat,open", string.format([[
+      local tpu = require "tcp_port_used"
+      local ports = { %d, %d }
+      for p = 40001, 41022 do ports[#ports + 1] = p end
+      local used = assert(tpu.check_many(ports, nil, { mode = "listen" }))
+      assert(used[%d] == true and used[%d] == false, "wrong answer")]], l.port, r.port, l.port, r.port))
+    l.close()
+    r.close()
+    if not trace then pending("strace is missing or may not trace here") return end
+    local _, sends = trace:gsub("sendto%(", "")
+    assert.equals(2, sends, trace)
+    assert.matches("sdiag_family=AF_INET6", trace, 1, true)
+    assert.is_nil(trace:find("/proc/net/", 1, true), trace)
+  end)
+
+  it("share one netlink socket among the checks of a Lua state", function()
+    local l = H.listen("127.0.0.1")
+    local trace = traced("socket,sendto,close", string.format([[
+      local tpu = require "tcp_port_used"
+      for _ = 1, 20 do
+        assert(tpu.check { port = %d, mode = "listen" } == true)
+        assert(tpu.check { port = %d, host = "127.0.0.1", mode = "listen" } == true)
+      end
+      assert(#assert(tpu.check_many({ %d }, "127.0.0.1", { mode = "listen" })) == 0)]],
+      l.port, l.port, l.port))
+    l.close()
+    if not trace then pending("strace is missing or may not trace here") return end
+    local _, opened = trace:gsub("socket%(AF_NETLINK", "")
+    local _, sends = trace:gsub("sendto%(", "")
+    -- the first check's self-test opens a socket of its own (diag.c)
+    assert.is_true(opened <= 2, trace)
+    assert.is_true(sends >= 42, trace)
+  end)
+end)
+
 if not H.portable then return end
 
 describe("the portable build", function()

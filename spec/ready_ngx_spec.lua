@@ -55,7 +55,7 @@ describe("readiness through tcp_port_used.ngx in a real nginx", function()
   if redis then
     n, why = S.nginx_start(S.slurp(H.root .. "/spec/nginx/ready_ngx.conf"), {
       LOAD_MODULES = "load_module " .. MODULES[1] .. ";\nload_module " .. MODULES[2] .. ";",
-      ROOT = H.root, REDIS_PORT = redis.port,
+      REDIS_PORT = redis.port,
     })
     if not n then S.redis_stop(redis) end
   end

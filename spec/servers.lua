@@ -6,6 +6,7 @@
 local tpu = require "tcp_port_used"
 local core = require "tcp_port_used.core"
 local H = require "helpers"
+local R = require "readable"
 
 local S = {}
 
@@ -85,7 +86,7 @@ function S.pg_init(name)
   end
   local dir = S.tmpdir(name or "pg")
   local pg = { dir = dir, data = dir .. "/data", log = dir .. "/log" }
-  local out, status = H.run("chown postgres " .. dir .. " && runuser -u postgres -- " .. PG ..
+  local out, status = H.run("chown postgres " .. dir .. " && cd " .. dir .. " && runuser -u postgres -- " .. PG ..
     "initdb -D " .. pg.data .. " -A trust -U postgres -N --no-instructions 2>&1")
   if status ~= 0 then
     H.run("rm -rf " .. dir)
@@ -104,7 +105,7 @@ end
 
 --- Runs shell text as user postgres.
 function S.as_postgres(cmd)
-  return H.run("runuser -u postgres -- sh -c " .. H.quote(cmd) .. " 2>&1")
+  return H.run("cd / && runuser -u postgres -- sh -c " .. H.quote(cmd) .. " 2>&1")
 end
 
 --- Starts the cluster pg on a free port, its Unix socket in pg.dir, with
@@ -117,8 +118,8 @@ function S.pg_start(pg, settings, ready_line)
   local extra = {}
   for k, v in pairs(settings or {}) do extra[#extra + 1] = "-c " .. k .. "=" .. v end
   pg.spawned = H.spawn(string.format(
-    "runuser -u postgres -- %spostgres -D %s -k %s -c listen_addresses=127.0.0.1 -p %d" ..
-    " -c logging_collector=off %s 2>>%s", PG, pg.data, pg.dir, pg.port, table.concat(extra, " "),
+    "cd %s && runuser -u postgres -- %spostgres -D %s -k %s -c listen_addresses=127.0.0.1 -p %d" ..
+    " -c logging_collector=off %s 2>>%s", pg.dir, PG, pg.data, pg.dir, pg.port, table.concat(extra, " "),
     pg.log))
   -- listen mode tells when it listens (no connection, nothing logged); the
   -- log tells when it is done starting up
@@ -262,7 +263,8 @@ end
 local NGINX = "/usr/sbin/nginx"
 
 --- Starts nginx with conf (a template whose ${NAME} are filled from vars
--- plus PREFIX and PORT, a free port) in a prefix of its own; returns
+-- plus PREFIX, PORT, a free port, and ROOT, a readable copy of the
+-- checkout (spec/readable.lua)) in a prefix of its own; returns
 -- { prefix, port, pid } once it answers, or nil and why.
 function S.nginx_start(conf, vars)
   local f = io.open(NGINX)
@@ -270,7 +272,9 @@ function S.nginx_start(conf, vars)
   f:close()
   local n = { prefix = S.tmpdir("nginx"), port = H.free_port() }
   H.run("mkdir -p " .. n.prefix .. "/logs " .. n.prefix .. "/tmp " .. n.prefix .. "/html")
+  -- ROOT: a copy of the checkout that the workers (another user) may read
   local all = { PREFIX = n.prefix, PORT = n.port }
+  if conf:find("${ROOT}", 1, true) then all.ROOT = R.tree(n.prefix) end
   for k, v in pairs(vars or {}) do all[k] = v end
   write(n.prefix .. "/nginx.conf", (conf:gsub("%${([%w_]+)}", function(k)
     return tostring(assert(all[k], k))

@@ -287,6 +287,26 @@ for k, v in pairs(READY_CHECK_KEYS) do
   if v == true then CHECK_KEYS[k] = true end
 end
 
+-- The last port and host that passed the checks of M.check: a caller
+-- that probes the same one again skips them (a bind probe costs a few
+-- microseconds; each check a Lua program makes is a C call, and they
+-- came to a quarter of it). Both are plain values, so equal means valid.
+local valid_port, valid_host = 80, "localhost"
+
+-- The first key of t that set lacks, nil when none, false when t is not
+-- a table: one C call where the core has it (type() and a call of `next`
+-- per key cost more than the bind syscall).
+local function stray_key(t, set)
+  if type(t) ~= "table" then return false end
+  for k in next, t do
+    if not set[k] then return k end
+  end
+end
+do
+  local ok, core = pcall(require, "tcp_port_used.core")
+  if ok and type(core) == "table" and core.stray_key then stray_key = core.stray_key end
+end
+
 --- check(port [, host]) or check{...}: the normalized options, in the
 -- table `into` when given (the core's check reuses one: a check costs
 -- about what its system calls cost, and building a table each time cost
@@ -294,18 +314,18 @@ end
 function M.check(fname, a, b, into)
   local o = into or {}
   local port, host, timeout, mode, close, proto
-  if type(a) == "table" then
+  local stray = stray_key(a, CHECK_KEYS)
+  if stray ~= false then
     local readiness = false
-    for k in next, a do
-      if not CHECK_KEYS[k] then
-        readiness = M.known(fname, 1, a, READY_CHECK_KEYS)
-        break
-      end
-    end
+    if stray ~= nil then readiness = M.known(fname, 1, a, READY_CHECK_KEYS) end
     port, host, timeout, mode, close, proto = a.port, a.host, a.timeout_ms, a.mode, a.close, a.proto
     -- the usual case is checked inline; the checkers word what fails
-    if host ~= nil and (type(host) ~= "string" or #host == 0 or #host > 1024
-        or find(host, "\0", 1, true)) then M.host(fname, 1, host) end
+    if host ~= nil and host ~= valid_host then
+      if type(host) ~= "string" or #host == 0 or #host > 1024 or find(host, "\0", 1, true) then
+        M.host(fname, 1, host)
+      end
+      valid_host = host
+    end
     if timeout == nil then
       timeout = CHECK_TIMEOUT
     elseif not is_ms(timeout) then
@@ -327,10 +347,15 @@ function M.check(fname, a, b, into)
       return o
     end
   else
-    port, host, timeout, mode, close, proto = a, M.host(fname, 2, b), CHECK_TIMEOUT, MODE, CLOSE, PROTO
+    host = b
+    if host ~= nil and host ~= valid_host then valid_host = M.host(fname, 2, host) end
+    port, timeout, mode, close, proto = a, CHECK_TIMEOUT, MODE, CLOSE, PROTO
   end
-  if not (type(port) == "number" and port % 1 == 0 and port >= 1 and port <= 65535) then
-    M.port(fname, 1, port)
+  if port ~= valid_port then
+    if not (type(port) == "number" and port % 1 == 0 and port >= 1 and port <= 65535) then
+      M.port(fname, 1, port)
+    end
+    valid_port = port
   end
   o.port, o.host, o.timeout_ms, o.mode, o.close, o.proto = port, host, timeout, mode, close, proto
   return o

@@ -74,9 +74,21 @@ local function choose(proto)
 end
 
 --- listeners(lo, hi [, proto]): the listening sockets of proto (default
--- "tcp") with lo <= port <= hi, or nil, code.
+-- "tcp") with lo <= port <= hi, or nil, code. Before a backend is chosen
+-- the dump itself chooses, without choose's self-test: a kernel without
+-- the diag module of proto fails a dump (ENOENT), where an exact lookup
+-- would only say "none" (so one query per family, however many ports).
 local function list_listeners(lo, hi, proto)
   proto = proto or "tcp"
+  if not forced and not chosen[proto] then
+    local ls, code = listeners(lo, hi, "netlink", proto)
+    if ls then
+      chosen[proto] = "netlink"
+      return ls
+    end
+    if not (REFUSED[code] or code == "ENOENT") then return nil, code end
+    chosen[proto] = "proc"
+  end
   local b, code = choose(proto)
   if not b then return nil, code end
   return listeners(lo, hi, b, proto)

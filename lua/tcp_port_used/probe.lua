@@ -100,15 +100,16 @@ return function(T)
   end
 
   return function(o, port, budget, sleep)
-    if o.ready or o.unix then return readiness(o, port, budget, sleep) end
+    -- (readiness and unix come only with mode connect: args.lua)
     local mode = o.mode
-    if mode == "connect" then return connect(o, port, budget, sleep) end
     if mode == "bind" then
       return answer("bind", o.host, port, ipv6, t_bind(o.host, port, o.proto))
     end
     if mode == "listen" then
       return answer("listen", o.host, port, ipv6, t_listen(o.host, port, o.proto))
     end
+    if o.ready or o.unix then return readiness(o, port, budget, sleep) end
+    if mode == "connect" then return connect(o, port, budget, sleep) end
     local r, err, code, op = connect(o, port, budget, sleep)
     if r == true then return true end
     return any(r, err, code, op, bind(o, port))

@@ -66,8 +66,9 @@ function M.answer(op, host, port, ipv6, s1, a1, ...)
   if s1 == nil then
     return nil, message("resolve", host or "localhost", a1), a1, "resolve"
   end
+  -- (states are never nil, so a missing second pair is a nil: no select)
+  if s1 == false and (...) == nil then return false end
   local n = select("#", ...)
-  if s1 == false and n == 0 then return false end
   local outcomes = { s1, a1, ... }
   local r = fall(outcomes, n + 2, op, ipv6)
   if r == true or r == false then return r end
