@@ -102,6 +102,10 @@ local function covers(l, address, port, proto)
   return l.family == "inet6" and (l.address == address or l.address == "::")
 end
 
+-- For explain (tables.lua): the same test of which asked address a
+-- listener serves.
+M.covers = covers
+
 local function pack(...)
   return { n = select("#", ...), ... }
 end
