@@ -146,9 +146,10 @@ describe("ready = \"postgres\" against real PostgreSQL 15 clusters", function()
     assert.is_true(S.await(10000, function()
       return S.logged(standby.log, "FATAL:  the database system is not accepting connections")
     end))
-    assert.same({ nil, "timeout", "the database system is not accepting connections" },
-      { tpu.wait_until_used { port = standby.port, host = "127.0.0.1", ready = "postgres",
-                              timeout_ms = 300 } })
+    local waited, msg, code, e = tpu.wait_until_used { port = standby.port, host = "127.0.0.1",
+                                                   ready = "postgres", timeout_ms = 300 }
+    assert.same({ nil, "ETIMEDOUT", "not-ready" }, { waited, code, e.state })
+    assert.matches("but is not ready: the database system is not accepting connections$", msg)
   end)
 
   it("leaves no descriptor behind", function()

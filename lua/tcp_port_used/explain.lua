@@ -88,6 +88,10 @@ local function full(l)
   return l.queue and l.backlog and l.queue > l.backlog
 end
 
+local function exchange(ready)
+  return type(ready) == "string" and ready .. " exchange" or "ready function's exchange"
+end
+
 -- The probe-only state of a failed probe (code, operation) and the gloss.
 local function failed(code, op, timeout_ms)
   if op == "resolve" then return "no-name", "the name does not resolve" end
@@ -116,6 +120,10 @@ local function by_probe(o, where, probe, note)
       state, text = "refused", where .. " refused the connection: the host answered, but " ..
         "nothing listens on port " .. o.port .. " there"
     end
+  elseif o.ready and (op == "send" or op == "receive") then
+    -- connected: something listens, and its answer was not the exchange's
+    state, text = "not-ready", where .. " listens, but the " .. exchange(o.ready) ..
+      " did not answer ready: " .. tostring(err)
   else
     local gloss
     state, gloss = failed(code, op, o.timeout_ms)
@@ -147,7 +155,7 @@ local function by_tables(o, where, t, probe, want)
     end
     local h = says(matched, "listens on", "listen on")
     if r == false and err ~= nil then
-      return "not-ready", h .. " listens but is not ready: " .. err
+      return "not-ready", h .. " but is not ready: " .. err
     end
     for _, l in ipairs(matched) do
       if full(l) then
@@ -157,15 +165,15 @@ local function by_tables(o, where, t, probe, want)
       end
     end
     if r == false then
-      return "not-listening", h .. " was listed, but the connection was refused (it may have " ..
-        "just closed)"
+      return "not-listening", h .. " (so the kernel lists it), but the connection was " ..
+        "refused (it may have just closed)"
     end
     if o.ready then
-      return "not-ready", h .. " listens, but the " .. tostring(type(o.ready) == "string" and
-        o.ready or "ready") .. " exchange did not answer ready: " .. tostring(err)
+      return "not-ready", h .. ", but the " .. exchange(o.ready) .. " did not answer ready: " ..
+        tostring(err)
     end
     local state = failed(code, op, o.timeout_ms)
-    return state, h .. " listens, yet " .. tostring(err)
+    return state, h .. ", yet " .. tostring(err)
   end
   if r == true and o.proto ~= "udp" then
     return "listening", "something accepts connections on " .. where .. ", though no socket " ..
