@@ -61,6 +61,10 @@ end
 local function outcome(ok, ...)
   if not ok then return { raised = C.strip((...)) } end
   local v, err, code = ...
+  if type(v) == "table" and v.state then
+    -- an explanation (explain): its state, its text and the probe's code
+    return { v = "explain " .. v.state, err = v.text, code = v.probe[3] }
+  end
   return { v = tostring(v), err = err ~= nil and tostring(err) or nil,
            code = code ~= nil and tostring(code) or nil }
 end

@@ -48,10 +48,15 @@ end
 -- as the C core gives for the same input.
 local probe = require("tcp_port_used.probe")(require "tcp_port_used.transport.ngx")
 
+-- explain: the socket tables through the C core (kernel queries that
+-- never wait on the network; naming holders reads /proc), the probe a
+-- cosocket one where the phase has cosockets.
+local explain_port = require("tcp_port_used.explain").explainer(require "tcp_port_used.tables")
+
 local function wait_here(o, sleep)
   return loop.wait(o, function(port, budget)
     return probe(o, port, budget, sleep_ms)
-  end, sleep, now)
+  end, sleep, now, explain_port)
 end
 
 --- check(port [, host]) or check{ port, host, timeout_ms, mode, close }.
@@ -67,6 +72,20 @@ function M.check(a, b)
   phase_error("check", phase, "probe")
 end
 
+--- explain(port [, host]) or explain{...}: as tcp_port_used.explain, in
+-- the phases where check may probe.
+function M.explain(a, b)
+  local o = args.explain("explain", a, b)
+  local phase = get_phase()
+  local sleep
+  if COSOCKET_PHASES[phase] then
+    sleep = sleep_ms
+  elseif phase ~= "init" and phase ~= "init_worker" then
+    phase_error("explain", phase, "probe")
+  end
+  return explain_port(o, o.port, function() return probe(o, o.port, o.timeout_ms, sleep) end)
+end
+
 args.define_waits(M, function(fname, o)
   local phase = get_phase()
   if COSOCKET_PHASES[phase] then return wait_here(o, o.sleep or sleep_ms) end
@@ -74,7 +93,7 @@ args.define_waits(M, function(fname, o)
     local sleep = o.sleep or core.sleep
     return loop.wait(o, function(port, budget)
       return probe(o, port, budget, o.sleep)
-    end, sleep, now)
+    end, sleep, now, explain_port)
   end
   phase_error(fname, phase, "wait")
 end)
