@@ -52,11 +52,12 @@ local function who(l)
   return "a socket of " .. (l.user and "user " .. user or user)
 end
 
--- Who holds the sockets of list, each named once, and the verb's form.
-local function whos(list)
+-- f(l) of each socket of list, each phrase once, joined; and whether
+-- there were several.
+local function joined(list, f)
   local out, seen = {}, {}
   for _, l in ipairs(list) do
-    local w = who(l)
+    local w = f(l)
     if not seen[w] then
       seen[w] = true
       out[#out + 1] = w
@@ -66,21 +67,13 @@ local function whos(list)
 end
 
 local function places(list)
-  local out, seen = {}, {}
-  for _, l in ipairs(list) do
-    local w = where_listener(l)
-    if not seen[w] then
-      seen[w] = true
-      out[#out + 1] = w
-    end
-  end
-  return concat(out, " and ")
+  return (joined(list, where_listener))
 end
 
 -- "postgres (pid 812, user postgres) listens on [::1]:5432" and the like:
 -- who, the verb (singular, plural), where.
 local function says(list, one, many, what)
-  local w, plural = whos(list)
+  local w, plural = joined(list, who)
   return w .. " " .. (plural and many or one) .. " " .. (what or places(list))
 end
 
