@@ -286,3 +286,43 @@ describe("explain in network namespaces", function()
     end)
   end)
 end)
+
+describe("tcp-port-used why", function()
+  if H.portable then return end
+  local CLI = string.format("LUA_PATH=%s LUA_CPATH=%s ", H.quote(H.root .. "/lua/?.lua;" .. H.root ..
+    "/lua/?/init.lua;;"), H.quote(H.cpath .. ";;")) .. H.lua_exec() .. " " ..
+    H.quote(H.root .. "/bin/tcp-port-used")
+
+  local function why(argstr)
+    return H.run(CLI .. " " .. argstr .. " 2>&1")
+  end
+
+  it("prints the sentence and one line per socket; 0 listening, 1 otherwise, 2 usage", function()
+    local l = H.listen("127.0.0.1", 0, 9)
+    local out, rc = why("why 127.0.0.1:" .. l.port)
+    assert.are.equal(0, rc, out)
+    local e = tpu.explain(l.port, "127.0.0.1")
+    assert.are.equal("listening: " .. e.text .. "\n  tcp 127.0.0.1:" .. l.port .. " queue 0/9 user root\n", out)
+    l.drain() -- (the probes' connections, never accepted: the queue counts them)
+    out, rc = why("why [::1]:" .. l.port)
+    assert.are.equal(1, rc, out)
+    assert.matches("^other%-family: .* listens on 127%.0%.0%.1:" .. l.port .. " only; nothing on %[::1%]:" ..
+      l.port .. "\n  tcp 127%.0%.0%.1:" .. l.port .. " queue 0/9 pid " .. H.pid() .. " %(", out)
+    out, rc = why("why 127.0.0.1:" .. l.port .. " --udp")
+    assert.are.equal(1, rc, out)
+    assert.matches("^other%-proto: ", out)
+    l.close()
+    assert.are.equal(2, select(2, why("why")))
+    assert.are.equal(2, select(2, why("why 127.0.0.1:0")))
+    assert.are.equal(2, select(2, why("why 1 2")))
+  end)
+
+  it("wait-used prints the explanation when it times out", function()
+    local r = H.reserve()
+    local out, rc = why("wait-used 127.0.0.1:" .. r.port .. " --timeout 200ms")
+    assert.are.equal(1, rc)
+    assert.matches("timed out after %d+ ms waiting for 127%.0%.0%.1:" .. r.port .. " to be in use: " ..
+      "nothing listens on port " .. r.port .. " on this machine\n$", out)
+    r.close()
+  end)
+end)
