@@ -35,7 +35,17 @@ end
 
 describe("explain on this machine", function()
   if H.portable then
-    it("(needs the kernel's tables)", function() pending(H.NO_LISTEN_MODE) end)
+    it("has the probe-only states, and says the kernel's tables are not read", function()
+      local r = H.reserve()
+      local e = tpu.explain(r.port, "127.0.0.1")
+      assert.same({ "refused", {}, { false } }, { e.state, e.listeners, e.probe })
+      assert.are.equal("127.0.0.1:" .. r.port .. " refused the connection: nothing listens there; " ..
+        "the kernel's socket tables are not read on this system", e.text)
+      local _, msg, code, w = tpu.wait_until_used { port = r.port, host = "127.0.0.1", timeout_ms = 100 }
+      assert.same({ "ETIMEDOUT", e.text }, { code, w.text })
+      assert.matches(": " .. e.text, msg, 1, true)
+      r.close()
+    end)
     return
   end
 

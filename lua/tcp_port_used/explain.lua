@@ -96,6 +96,14 @@ local function failed(code, op, timeout_ms)
   return "error", nil
 end
 
+-- Whether host, as a person reads it, names this machine: what a note
+-- about unread tables is worth adding to.
+local function looks_local(host)
+  if host == nil then return true end
+  local b = hosts.bare(host)
+  return b == "localhost" or b == "::1" or b == "::" or b == "0.0.0.0" or b:match("^127%.") ~= nil
+end
+
 -- The explanation from the probe alone.
 local function by_probe(o, where, probe, note)
   local r, err, code, op = probe[1], probe[2], probe[3], probe[4]
@@ -110,8 +118,9 @@ local function by_probe(o, where, probe, note)
     if o.proto == "udp" then
       state, text = "not-listening", "no socket is bound to UDP " .. where
     else
-      state, text = "refused", where .. " refused the connection: the host answered, but " ..
-        "nothing listens on port " .. o.port .. " there"
+      state = "refused"
+      text = where .. " refused the connection: " .. (looks_local(o.host) and "nothing listens there"
+        or "the host answered, but nothing listens on port " .. o.port .. " there")
     end
   elseif o.ready and (op == "send" or op == "receive") then
     -- connected: something listens, and its answer was not the exchange's
@@ -124,14 +133,6 @@ local function by_probe(o, where, probe, note)
   end
   if note then text = text .. "; " .. note end
   return state, text
-end
-
--- Whether host, as a person reads it, names this machine: what a note
--- about unread tables is worth adding to.
-local function looks_local(host)
-  if host == nil then return true end
-  local b = hosts.bare(host)
-  return b == "localhost" or b == "::1" or b == "::" or b == "0.0.0.0" or b:match("^127%.") ~= nil
 end
 
 -- The explanation from the tables t, confirmed by the probe.
