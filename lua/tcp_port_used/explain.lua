@@ -223,7 +223,7 @@ function M.decide(o, port, t, why, probe, want)
     local note = NOT_READ[why] or (why ~= "remote" and why ~= nil and
       "the kernel's socket tables could not be read (" .. words.text("listen", why) .. ")")
     if not looks_local(o.host) then note = nil end
-    state, text = by_probe(oo, where, probe, note or nil)
+    state, text = by_probe(oo, where, probe, note)
   end
   local p = { probe[1], probe[2], probe[3] }
   if p[1] == true then p = { true } elseif p[1] == false then p = { false, probe[2] } end
@@ -267,10 +267,11 @@ function M.explainer(T)
   end
 end
 
---- The message of a wait that timed out, ending with the explanation.
-function M.timeout_message(timeout_ms, port, host, more, e)
-  return format("timeout after %s ms waiting for %s%s: %s", tostring(timeout_ms),
-    M.where(host, port), more > 0 and format(" (and %d more)", more) or "", e.text)
+--- The message of a wait (options o) that timed out while port and more
+-- others were pending, ending with the explanation e of port.
+function M.timeout_message(o, port, more, e)
+  return format("timeout after %s ms waiting for %s%s: %s", tostring(o.timeout_ms),
+    o.unix or M.where(o.host, port), more > 0 and format(" (and %d more)", more) or "", e.text)
 end
 
 return M

@@ -77,7 +77,7 @@ function M.wait(o, probe, sleep, now, explain_port)
     if left <= 0 then
       local port = pending[1]
       local e = (explain_port or M.explain)(o, port, last[port] or { want }, want)
-      return nil, explain.timeout_message(o.timeout_ms, port, o.host, #pending - 1, e),
+      return nil, explain.timeout_message(o, port, #pending - 1, e),
         "ETIMEDOUT", e
     end
     local wait = min(M.interval(o.retry_ms, t - start), left)
