@@ -220,23 +220,22 @@ struct tpu_diag_exact_req {
 };
 
 /* Would a connection (TCP) or a datagram (UDP) to t reach a listening
- * socket of proto? 0 with *found set, or errno.
+ * socket of proto? 0, the socket (if any) added to ls, or errno.
  *
  * The kernel looks a TCP socket up by the local end in idiag_src and
  * idiag_sport, but a UDP socket as the receiver of a datagram from
  * idiag_src:idiag_sport to idiag_dst:idiag_dport (net/ipv4/udp_diag.c
  * swaps them "for historical reasons"): for UDP the address goes in dst,
  * and the zero source matches no connected socket, only listening ones. */
-static int tpu_diag_exact(int fd, const struct tpu_target *t, int proto, int *found)
+static int tpu_diag_exact_into(int fd, const struct tpu_target *t, int proto,
+                               struct tpu_listeners *ls)
 {
     struct tpu_diag_exact_req q;
-    struct tpu_listeners ls;
     const struct tpu_diag_proto *dp = &tpu_diag_protos[proto];
     __be16 *port = proto == TPU_UDP ? &q.r.id.idiag_dport : &q.r.id.idiag_sport;
     __be32 *addr = proto == TPU_UDP ? q.r.id.idiag_dst : q.r.id.idiag_src;
     int rc;
     memset(&q, 0, sizeof q);
-    memset(&ls, 0, sizeof ls);
     q.nlh.nlmsg_len = sizeof q;
     q.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
     q.nlh.nlmsg_flags = NLM_F_REQUEST;
@@ -261,10 +260,22 @@ static int tpu_diag_exact(int fd, const struct tpu_target *t, int proto, int *fo
         *port = s4->sin_port;
         memcpy(addr, &s4->sin_addr, 4);
     }
-    rc = tpu_diag_ask(fd, &q.nlh, 1, 0, dp->state, &ls);
+    rc = tpu_diag_ask(fd, &q.nlh, 1, 0, dp->state, ls);
+    if (rc == 0 && ls->err != 0)
+        rc = ls->err;
+    return rc == ENOENT ? 0 : rc;
+}
+
+/* The same lookup, answering whether it found a listener. */
+static int tpu_diag_exact(int fd, const struct tpu_target *t, int proto, int *found)
+{
+    struct tpu_listeners ls;
+    int rc;
+    memset(&ls, 0, sizeof ls);
+    rc = tpu_diag_exact_into(fd, t, proto, &ls);
     *found = rc == 0 && ls.n > 0;
     tpu_listeners_free(&ls);
-    return rc == ENOENT ? 0 : rc;
+    return rc;
 }
 
 /* Whether exact lookups of proto work here: a listener of our own must

@@ -200,6 +200,40 @@ static int l_listen_exact(lua_State *L)
 }
 
 /***
+ * listen_sockets(host, port [, proto]): the listening sockets of proto
+ * that a connection (TCP, default) or a datagram (UDP) to each address of
+ * host (nil: 127.0.0.1 and ::1; every address must be this machine's)
+ * would reach, by an exact NETLINK_SOCK_DIAG lookup per address: a list
+ * as listeners gives, one entry per address that has one (a dual-stack
+ * listener may appear twice). nil, code on failure.
+ */
+static int l_listen_sockets(lua_State *L)
+{
+    struct tpu_target t[TPU_MAX_ADDRS];
+    const char *host = tpu_opt_host(L, 1);
+    int port = tpu_check_port(L, 2);
+    int proto = tpu_check_proto(L, 3);
+    struct tpu_listeners *ls;
+    int i, rc, err, fd = -1, n;
+    n = tpu_resolve(host, port, 0, t, &rc, &err);
+    if (n == 0)
+        return tpu_push_resolve_error(L, rc, err);
+    ls = tpu_new_listeners(L);
+    rc = tpu_diag_open(&fd);
+    for (i = 0; i < n && rc == 0; i++)
+        rc = tpu_diag_exact_into(fd, &t[i], proto, ls);
+    if (fd >= 0)
+        close(fd);
+    if (rc != 0) {
+        lua_pushnil(L);
+        tpu_push_code(L, rc);
+        return 2;
+    }
+    tpu_push_listeners(L, ls);
+    return 1;
+}
+
+/***
  * listeners(lo, hi [, backend [, proto]]): every listening socket of
  * proto ("tcp", default, or "udp") of this machine (network namespace)
  * with lo <= port <= hi, as a list of { family, address, port, uid,
@@ -385,6 +419,7 @@ static int tpu_listen_unsupported(lua_State *L)
 #define l_listen_parse tpu_listen_unsupported
 #define l_socket_holders tpu_listen_unsupported
 #define l_time_wait tpu_listen_unsupported
+#define l_listen_sockets tpu_listen_unsupported
 
 #endif
 
@@ -396,6 +431,7 @@ static const luaL_Reg tpu_listen_functions[] = {
     { "listen_parse", l_listen_parse },
     { "socket_holders", l_socket_holders },
     { "time_wait", l_time_wait },
+    { "listen_sockets", l_listen_sockets },
     { "user_name", l_user_name },
     { NULL, NULL }
 };

@@ -240,10 +240,10 @@ end
 -- packed values of a probe, or a function that makes it once the tables
 -- are read: its own probe must not count among the TIME_WAIT entries)
 -- and the tables module T (tables.lua), or without the tables where T is
--- nil (the luv adapter without the C core). The holders of sockets are
--- named (a walk of /proc) unless the port simply accepts, as a
--- successful check would show: they are the answer to every other state,
--- and to wait_until_free's timeout (want false).
+-- nil (the luv adapter without the C core). Every socket on the port is
+-- listed and its holder named (a walk of /proc) unless the port simply
+-- accepts, as a successful check would show: they are the answer to
+-- every other state, and to wait_until_free's timeout (want false).
 function M.explainer(T)
   return function(o, port, probe, want)
     local t, why
@@ -258,6 +258,8 @@ function M.explainer(T)
     local e = M.decide(o, port, t, why, probe, want)
     if t then
       if e.state ~= "listening" or want == false then
+        -- every socket on the port, named
+        if t.served then t = T.read(o.host, port, o.proto or "tcp", true) or t end
         T.name_holders(t.listeners)
         e = M.decide(o, port, t, why, probe, want)
       end

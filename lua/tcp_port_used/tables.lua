@@ -65,16 +65,36 @@ function M.finish(list)
   for _, e in ipairs(list) do e.inode = nil end
 end
 
---- read(host, port, proto): the tables for host:port (host nil: both
--- loopbacks) as { targets, family = { inet =, inet6 = }, listeners,
--- matched, time_wait }, where targets are the asked addresses, listeners
--- every socket of proto on port (of the other protocol, with proto
--- marked, when none of proto is there), matched those serving a target,
--- and time_wait the TIME_WAIT count (TCP; read only when nothing serves
--- a target). nil, why when the tables cannot tell: "remote" (an address
--- of host is not this machine's, or host does not resolve), or the code
--- of the failure ("ENOTSUP" on a system without listen mode).
-function M.read(host, port, proto)
+-- The sockets serving the targets by exact lookups (netlink only), each
+-- once, or nil where none does or the lookups cannot answer.
+local function served(host, port, proto)
+  if listen.backend(nil, proto) ~= "netlink" then return nil end
+  local found = core.listen_sockets(UNSPECIFIED[host] or host, port, proto)
+  if not found or #found == 0 then return nil end
+  local out, seen = {}, {}
+  for _, l in ipairs(found) do
+    if not seen[l.inode] then
+      seen[l.inode] = true
+      out[#out + 1] = l
+    end
+  end
+  return out
+end
+
+--- read(host, port, proto [, all]): the tables for host:port (host nil:
+-- both loopbacks) as { targets, family = { inet =, inet6 = }, listeners,
+-- matched, time_wait, served }, where targets are the asked addresses,
+-- listeners every socket of proto on port (of the other protocol, with
+-- proto marked, when none of proto is there), matched those serving a
+-- target, and time_wait the TIME_WAIT count (TCP; read only when nothing
+-- serves a target). Where exact lookups find the sockets serving the
+-- targets, and all is not set, listeners holds only those and served is
+-- true: a port that answers needs no list of everything else, and the
+-- dumps cost several times a lookup. nil, why when the tables cannot
+-- tell: "remote" (an address of host is not this machine's, or host does
+-- not resolve), or the code of the failure ("ENOTSUP" on a system
+-- without listen mode).
+function M.read(host, port, proto, all)
   local r = { local_addresses(UNSPECIFIED[host] or host) }
   if r[1] == nil then return nil, "remote" end
   local targets, family = {}, {}
@@ -83,6 +103,11 @@ function M.read(host, port, proto)
     local a = r[i + 1]
     targets[#targets + 1] = a
     family[a:find(":", 1, true) and "inet6" or "inet"] = true
+  end
+  local fast = not all and served(host, port, proto)
+  if fast then
+    fast = entries(fast, proto)
+    return { targets = targets, family = family, listeners = fast, matched = fast, served = true }
   end
   local ls, code = listeners(port, port, proto)
   if not ls then return nil, code end
