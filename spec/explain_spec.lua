@@ -165,6 +165,21 @@ describe("explain on this machine", function()
     r.close()
   end)
 
+  it("lists another user's socket without a pid where its process may not be read", function()
+    local _, rc = H.run("[ \"$(id -u)\" = 0 ] && id nobody >/dev/null 2>&1 && command -v runuser >/dev/null")
+    if rc ~= 0 then return pending("needs root, the user nobody and runuser") end
+    -- (a child of its own holds it: a socket of this process would be
+    -- inherited by the reader, which may read its own descriptors)
+    local _, port, stop = H.child_listener("::1")
+    local out = H.run("runuser -u nobody -- " .. H.lua_cmd(string.format([[
+      local e = require("tcp_port_used").explain(%d, "127.0.0.1")
+      local l = e.listeners[1]
+      print(e.state, l and l.address, l and l.user, l and l.pid, e.text)]], port)) .. " 2>&1")
+    stop()
+    assert.are.equal("other-family\t::1\troot\tnil\ta socket of user root listens on [::1]:" ..
+      port .. " only; nothing on 127.0.0.1:" .. port .. "\n", out)
+  end)
+
   it("raises for bad arguments only", function()
     assert.has_error(function() tpu.explain(0) end,
       "bad argument #1 to 'explain' (port must be an integer in 1..65535, got 0)")
