@@ -15,6 +15,7 @@
 
 #define TPU_TCP_LISTEN 10
 #define TPU_TCP_CLOSE 7
+#define TPU_TCP_TIME_WAIT 6
 /* The kernel never builds a dump datagram larger than this (netlink caps
  * its dump allocation at 32 KiB); anything larger is refused as malformed. */
 #define TPU_DIAG_BUF 32768
@@ -38,6 +39,8 @@ struct tpu_listener {
     int v6only;            /* 1, 0, or -1 where the backend cannot tell */
     unsigned long uid;
     unsigned long inode;
+    long queue;            /* a TCP listener's accept queue, -1 where unknown */
+    long backlog;          /* its backlog (the queue's limit), -1 where unknown */
 };
 
 /* A growable list of listeners in C memory; err is ENOMEM once an
@@ -127,6 +130,10 @@ static int tpu_diag_parse(const unsigned char *buf, size_t len, unsigned seq, in
             l.uid = m.idiag_uid;
             l.inode = m.idiag_inode;
             l.v6only = m.idiag_family == AF_INET6 ? -1 : 0;
+            /* for a listener the kernel puts its accept queue's length in
+             * rqueue and its backlog in wqueue (inet_diag's sk_diag_fill) */
+            l.queue = state == TPU_TCP_LISTEN ? (long)m.idiag_rqueue : -1;
+            l.backlog = state == TPU_TCP_LISTEN ? (long)m.idiag_wqueue : -1;
             while (aoff < blen) {
                 struct nlattr a;
                 if (blen - aoff < NLA_HDRLEN)
@@ -220,23 +227,22 @@ struct tpu_diag_exact_req {
 };
 
 /* Would a connection (TCP) or a datagram (UDP) to t reach a listening
- * socket of proto? 0 with *found set, or errno.
+ * socket of proto? 0, the socket (if any) added to ls, or errno.
  *
  * The kernel looks a TCP socket up by the local end in idiag_src and
  * idiag_sport, but a UDP socket as the receiver of a datagram from
  * idiag_src:idiag_sport to idiag_dst:idiag_dport (net/ipv4/udp_diag.c
  * swaps them "for historical reasons"): for UDP the address goes in dst,
  * and the zero source matches no connected socket, only listening ones. */
-static int tpu_diag_exact(int fd, const struct tpu_target *t, int proto, int *found)
+static int tpu_diag_exact_into(int fd, const struct tpu_target *t, int proto,
+                               struct tpu_listeners *ls)
 {
     struct tpu_diag_exact_req q;
-    struct tpu_listeners ls;
     const struct tpu_diag_proto *dp = &tpu_diag_protos[proto];
     __be16 *port = proto == TPU_UDP ? &q.r.id.idiag_dport : &q.r.id.idiag_sport;
     __be32 *addr = proto == TPU_UDP ? q.r.id.idiag_dst : q.r.id.idiag_src;
     int rc;
     memset(&q, 0, sizeof q);
-    memset(&ls, 0, sizeof ls);
     q.nlh.nlmsg_len = sizeof q;
     q.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
     q.nlh.nlmsg_flags = NLM_F_REQUEST;
@@ -261,10 +267,22 @@ static int tpu_diag_exact(int fd, const struct tpu_target *t, int proto, int *fo
         *port = s4->sin_port;
         memcpy(addr, &s4->sin_addr, 4);
     }
-    rc = tpu_diag_ask(fd, &q.nlh, 1, 0, dp->state, &ls);
+    rc = tpu_diag_ask(fd, &q.nlh, 1, 0, dp->state, ls);
+    if (rc == 0 && ls->err != 0)
+        rc = ls->err;
+    return rc == ENOENT ? 0 : rc;
+}
+
+/* The same lookup, answering whether it found a listener. */
+static int tpu_diag_exact(int fd, const struct tpu_target *t, int proto, int *found)
+{
+    struct tpu_listeners ls;
+    int rc;
+    memset(&ls, 0, sizeof ls);
+    rc = tpu_diag_exact_into(fd, t, proto, &ls);
     *found = rc == 0 && ls.n > 0;
     tpu_listeners_free(&ls);
-    return rc == ENOENT ? 0 : rc;
+    return rc;
 }
 
 /* Whether exact lookups of proto work here: a listener of our own must
@@ -314,42 +332,57 @@ struct tpu_diag_dump_req {
     struct inet_diag_bc_op bc[4];
 };
 
-/* Adds to ls the listening sockets of proto and one family with lo <=
- * port <= hi, by a dump that the kernel filters with a bytecode range on
- * the source (local) port, for either protocol. A dump interrupted by a
- * change of the table starts over. */
-static int tpu_diag_dump(int fd, int family, int lo, int hi, int proto, struct tpu_listeners *ls)
+/* Adds to ls the sockets of protocol ipproto and one family in state
+ * with lo <= port <= hi, the local port (remote = 0) or the remote one
+ * (remote = 1), by a dump that the kernel filters with a bytecode range
+ * on that port. A dump interrupted by a change of the table starts over. */
+static int tpu_diag_dump_in(int fd, int family, int lo, int hi, unsigned char ipproto, int state,
+                            int remote, struct tpu_listeners *ls)
 {
     struct tpu_diag_dump_req q;
-    const struct tpu_diag_proto *dp = &tpu_diag_protos[proto];
     int rc, tries = 0;
     memset(&q, 0, sizeof q);
     q.nlh.nlmsg_len = sizeof q;
     q.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
     q.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
     q.r.sdiag_family = (unsigned char)family;
-    q.r.sdiag_protocol = dp->ipproto;
-    q.r.idiag_states = 1u << dp->state;
+    q.r.sdiag_protocol = ipproto;
+    q.r.idiag_states = 1u << state;
     q.bc_attr.nla_len = NLA_HDRLEN + sizeof q.bc;
     q.bc_attr.nla_type = INET_DIAG_REQ_BYTECODE;
-    /* sport >= lo, else reject (jump 4 bytes past the end);
-     * sport <= hi, else reject; falling off the end accepts. */
-    q.bc[0].code = INET_DIAG_BC_S_GE;
+    /* port >= lo, else reject (jump 4 bytes past the end);
+     * port <= hi, else reject; falling off the end accepts. */
+    q.bc[0].code = remote ? INET_DIAG_BC_D_GE : INET_DIAG_BC_S_GE;
     q.bc[0].yes = 8;
     q.bc[0].no = 20;
     q.bc[1].no = (unsigned short)lo;
-    q.bc[2].code = INET_DIAG_BC_S_LE;
+    q.bc[2].code = remote ? INET_DIAG_BC_D_LE : INET_DIAG_BC_S_LE;
     q.bc[2].yes = 8;
     q.bc[2].no = 12;
     q.bc[3].no = (unsigned short)hi;
     do {
         size_t mark = ls->n;
-        rc = tpu_diag_ask(fd, &q.nlh, (unsigned)(2 + tries), 1, dp->state, ls);
+        rc = tpu_diag_ask(fd, &q.nlh, (unsigned)(2 + tries), 1, state, ls);
         if (rc != EAGAIN)
             break;
         ls->n = mark;
     } while (++tries < 3);
     return rc != 0 ? rc : ls->err;
+}
+
+/* Adds to ls the listening sockets of proto and one family with lo <=
+ * port <= hi. */
+static int tpu_diag_dump(int fd, int family, int lo, int hi, int proto, struct tpu_listeners *ls)
+{
+    const struct tpu_diag_proto *dp = &tpu_diag_protos[proto];
+    return tpu_diag_dump_in(fd, family, lo, hi, dp->ipproto, dp->state, 0, ls);
+}
+
+/* Adds to ls the TCP sockets of one family in TIME_WAIT whose remote
+ * port is port: the ends of connections to it that closed first. */
+static int tpu_diag_time_wait(int fd, int family, int port, struct tpu_listeners *ls)
+{
+    return tpu_diag_dump_in(fd, family, port, port, IPPROTO_TCP, TPU_TCP_TIME_WAIT, 1, ls);
 }
 
 #endif /* TPU_LINUX */

@@ -31,6 +31,25 @@ static int l_local_addresses(lua_State *L)
     return 2 * n;
 }
 
+/***
+ * user_name(uid): the name of the user uid from the system's user
+ * database (getpwuid_r: /etc/passwd, or NSS), or nil where it has none.
+ * May block while NSS asks a directory service.
+ */
+static int l_user_name(lua_State *L)
+{
+    lua_Number n = luaL_checknumber(L, 1);
+    struct passwd pw, *found = NULL;
+    char buf[4096];
+    if (n < 0 || n > 4294967295.0 || n != floor(n))
+        return luaL_argerror(L, 1, "uid must be an integer in 0..4294967295");
+    /* a record longer than buf (ERANGE) is as good as none for a message */
+    if (getpwuid_r((uid_t)n, &pw, buf, sizeof buf, &found) != 0 || found == NULL)
+        return 0;
+    lua_pushstring(L, pw.pw_name);
+    return 1;
+}
+
 #ifdef TPU_LINUX
 
 /* C memory that a Lua error must not leak: the list lives in a userdata
@@ -76,7 +95,8 @@ static struct tpu_holders *tpu_new_holders(lua_State *L)
 }
 
 /* Pushes the list of listeners as { family, address, port, uid, inode,
- * v6only } tables (v6only absent where the backend cannot tell). */
+ * v6only, queue, backlog } tables (v6only, queue and backlog absent where
+ * the backend cannot tell or the socket has none). */
 static void tpu_push_listeners(lua_State *L, const struct tpu_listeners *ls)
 {
     size_t i;
@@ -101,6 +121,14 @@ static void tpu_push_listeners(lua_State *L, const struct tpu_listeners *ls)
         lua_setfield(L, -2, "uid");
         lua_pushinteger(L, (lua_Integer)l->inode);
         lua_setfield(L, -2, "inode");
+        if (l->queue >= 0) {
+            lua_pushinteger(L, (lua_Integer)l->queue);
+            lua_setfield(L, -2, "queue");
+        }
+        if (l->backlog >= 0) {
+            lua_pushinteger(L, (lua_Integer)l->backlog);
+            lua_setfield(L, -2, "backlog");
+        }
         lua_rawseti(L, -2, (int)i + 1);
     }
 }
@@ -227,6 +255,40 @@ static int l_listen_exact(lua_State *L)
 }
 
 /***
+ * listen_sockets(host, port [, proto]): the listening sockets of proto
+ * that a connection (TCP, default) or a datagram (UDP) to each address of
+ * host (nil: 127.0.0.1 and ::1; every address must be this machine's)
+ * would reach, by an exact NETLINK_SOCK_DIAG lookup per address: a list
+ * as listeners gives, one entry per address that has one (a dual-stack
+ * listener may appear twice). nil, code on failure.
+ */
+static int l_listen_sockets(lua_State *L)
+{
+    struct tpu_target t[TPU_MAX_ADDRS];
+    const char *host = tpu_opt_host(L, 1);
+    int port = tpu_check_port(L, 2);
+    int proto = tpu_check_proto(L, 3);
+    struct tpu_listeners *ls;
+    int i, rc, err, fd = -1, n;
+    n = tpu_resolve(host, port, 0, t, &rc, &err);
+    if (n == 0)
+        return tpu_push_resolve_error(L, rc, err);
+    ls = tpu_new_listeners(L);
+    rc = tpu_diag_open(&fd);
+    for (i = 0; i < n && rc == 0; i++)
+        rc = tpu_diag_exact_into(fd, &t[i], proto, ls);
+    if (fd >= 0)
+        close(fd);
+    if (rc != 0) {
+        lua_pushnil(L);
+        tpu_push_code(L, rc);
+        return 2;
+    }
+    tpu_push_listeners(L, ls);
+    return 1;
+}
+
+/***
  * listeners(lo, hi [, backend [, proto]]): every listening socket of
  * proto ("tcp", default, or "udp") of this machine (network namespace)
  * with lo <= port <= hi, as a list of { family, address, port, uid,
@@ -262,6 +324,39 @@ static int l_listeners(lua_State *L)
         return 2;
     }
     tpu_push_listeners(L, ls);
+    return 1;
+}
+
+/***
+ * time_wait(port [, backend]): how many TCP sockets of this machine
+ * (network namespace) are in TIME_WAIT with remote port port: the ends of
+ * connections to it that closed first. backend "netlink" (default: one
+ * kernel-filtered dump per family) or "proc". nil, code on failure.
+ */
+static int l_time_wait(lua_State *L)
+{
+    static const char *const backends[] = { "netlink", "proc", NULL };
+    int port = tpu_check_port(L, 1);
+    int proc = luaL_checkoption(L, 2, "netlink", backends) == 1;
+    struct tpu_listeners *ls = tpu_new_listeners(L);
+    int rc, fd = -1;
+    if (proc) {
+        rc = tpu_proc_time_wait(port, ls);
+    } else {
+        rc = tpu_diag_open(&fd);
+        if (rc == 0)
+            rc = tpu_diag_time_wait(fd, AF_INET, port, ls);
+        if (rc == 0)
+            rc = tpu_diag_time_wait(fd, AF_INET6, port, ls);
+        if (fd >= 0)
+            close(fd);
+    }
+    if (rc != 0) {
+        lua_pushnil(L);
+        tpu_push_code(L, rc);
+        return 2;
+    }
+    lua_pushinteger(L, (lua_Integer)ls->n);
     return 1;
 }
 
@@ -378,6 +473,8 @@ static int tpu_listen_unsupported(lua_State *L)
 #define l_listeners tpu_listen_unsupported
 #define l_listen_parse tpu_listen_unsupported
 #define l_socket_holders tpu_listen_unsupported
+#define l_time_wait tpu_listen_unsupported
+#define l_listen_sockets tpu_listen_unsupported
 
 #endif
 
@@ -386,6 +483,9 @@ static const luaL_Reg tpu_listen_functions[] = {
     { "diag_check", l_diag_check },
     { "listen_parse", l_listen_parse },
     { "socket_holders", l_socket_holders },
+    { "time_wait", l_time_wait },
+    { "listen_sockets", l_listen_sockets },
+    { "user_name", l_user_name },
     { NULL, NULL }
 };
 

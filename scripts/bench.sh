@@ -37,3 +37,6 @@ LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/5.4/?.so;;' TPU_BENCH_ONL
 echo
 LUA_PATH="$share/?.lua;$share/?/init.lua;;" LUA_CPATH="$lib/?.so;;" TPU_BENCH_FROM="$rock" \
   $pin lua5.4 bench/listen.lua
+echo
+LUA_PATH="$share/?.lua;$share/?/init.lua;;" LUA_CPATH="$lib/?.so;;" TPU_BENCH_FROM="$rock" \
+  $pin lua5.4 bench/explain.lua

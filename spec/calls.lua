@@ -100,6 +100,10 @@ local function outcome(ok, ...)
     return { raised = C.strip(msg), leak = C.position(msg) }
   end
   local v, err, code = ...
+  if type(v) == "table" and v.state then
+    -- an explanation (explain): its state, its text and the probe's code
+    return { v = "explain " .. v.state, err = v.text, code = v.probe[3] }
+  end
   return { v = tostring(v), err = err ~= nil and tostring(err) or nil,
            code = code ~= nil and tostring(code) or nil, leak = C.position(err) }
 end

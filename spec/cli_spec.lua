@@ -525,7 +525,7 @@ describe("tcp-port-used (CLI)", function()
       local _, err, rc = cli("wait-used http://" .. N .. "/healthz --timeout 300ms")
       assert.equals(1, rc)
       assert.matches("timed out after %d+ ms waiting for http://" .. N:gsub("%.", "%%.") ..
-        "/healthz to be ready %(last answer: status 503%)", err)
+        "/healthz to be ready: .* but is not ready: status 503", err)
     end)
 
     it("sends a PostgreSQL URL's user and database, never its password", function()

@@ -191,7 +191,7 @@ describe("the netlink reply parser", function()
     return char(family or 2, state or 10, 0, 0) .. be16(port) .. be16(0)
       .. char(127, 0, 0, 1) .. string.rep("\0", 12) .. string.rep("\0", 16)
       .. u32(0) .. u32(0xffffffff) .. u32(0xffffffff)
-      .. u32(0) .. u32(0) .. u32(0) .. u32(1000) .. u32(4242) .. (attrs or "")
+      .. u32(0) .. u32(3) .. u32(128) .. u32(1000) .. u32(4242) .. (attrs or "")
   end
   local v6only_attr = u16(5) .. u16(11) .. char(1, 0, 0, 0)
   local one = nlmsg(20, 2, diag(8080, v6only_attr))
@@ -201,8 +201,9 @@ describe("the netlink reply parser", function()
     local ls, state = core.listen_parse(one .. one .. done, SEQ, true)
     assert.are.equal("done", state)
     assert.are.equal(2, #ls)
+    -- (a TCP listener's accept queue and backlog: idiag_rqueue, idiag_wqueue)
     assert.are.same({ family = "inet", address = "127.0.0.1", port = 8080, uid = 1000, inode = 4242,
-                      v6only = false }, ls[1])
+                      v6only = false, queue = 3, backlog = 128 }, ls[1])
     ls, state = core.listen_parse(one, SEQ, false)
     assert.are.equal("done", state)
     assert.are.equal(1, #ls)
@@ -213,6 +214,8 @@ describe("the netlink reply parser", function()
     local unconnected = nlmsg(20, 2, diag(27015, nil, 7))
     local connected = nlmsg(20, 2, diag(27015, nil, 1))
     assert.are.equal(1, #core.listen_parse(unconnected, SEQ, false, "udp"))
+    -- a UDP socket has no accept queue: its receive queue is not one
+    assert.is_nil(core.listen_parse(unconnected, SEQ, false, "udp")[1].queue)
     assert.are.equal(0, #core.listen_parse(connected, SEQ, false, "udp"))
     assert.are.equal(0, #core.listen_parse(one, SEQ, false, "udp"))
     assert.are.equal(0, #core.listen_parse(unconnected, SEQ, false))
@@ -278,7 +281,7 @@ describe("the netlink reply parser", function()
       return math.floor(seed / 65536) % n
     end
     local FIELDS = { family = "string", address = "string", port = "number", uid = "number",
-                     inode = "number", v6only = "boolean" }
+                     inode = "number", v6only = "boolean", queue = "number", backlog = "number" }
     local pack = require("tcp_port_used.pack").pack
     local seen = { rejected = 0 }
     for i = 1, 3000 do

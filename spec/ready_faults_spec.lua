@@ -79,8 +79,10 @@ describe("readiness against servers that misbehave", function()
     local r = pack(tpu.wait_until_used { port = port.never, host = "127.0.0.1", ready = "redis",
                                          attempt_ms = 200, timeout_ms = 500 })
     local ms = core.now() - t0
-    assert.same({ n = 4, nil, "timeout", "receive 127.0.0.1:" .. port.never .. ": timed out",
-                  "ETIMEDOUT" }, r)
+    assert.same({ n = 4, nil, "ETIMEDOUT", "not-ready", "ETIMEDOUT" },
+      { n = r.n, r[1], r[3], r[4].state, r[4].probe[3] })
+    assert.matches("the redis exchange did not answer ready: receive 127.0.0.1:" .. port.never ..
+      ": timed out", r[2], 1, true)
     assert.is_true(ms >= 495 and ms < 1200, "took " .. ms .. " ms")
   end)
 
@@ -89,7 +91,9 @@ describe("readiness against servers that misbehave", function()
     -- after 50: its timeout does not hide the 503 before it
     local r = pack(tpu.wait_until_used { port = port.http_503, host = "127.0.0.1", ready = "http",
                                          retry_ms = 1000, timeout_ms = 300 })
-    assert.same({ nil, "timeout", "status 503" }, { r[1], r[2], r[3], r[4] })
+    assert.same({ nil, "ETIMEDOUT", "not-ready", "status 503" },
+      { r[1], r[3], r[4].state, r[4].probe[2] })
+    assert.matches("but is not ready: status 503$", r[2])
   end)
 
   it("is an error when the server resets", function()
@@ -109,7 +113,7 @@ describe("readiness against servers that misbehave", function()
     local t0 = core.now()
     local r = pack(tpu.wait_until_used { port = port.banner, host = "127.0.0.1", ready = "redis",
                                          timeout_ms = 300 })
-    assert.same({ nil, "timeout", "EPROTO" }, { r[1], r[2], r[4] })
+    assert.same({ nil, "ETIMEDOUT", "EPROTO" }, { r[1], r[3], r[4].probe[3] })
     assert.is_true(core.now() - t0 >= 295)
     assert.matches('not an HTTP reply: "SSH%-2%.0%-OpenSSH_9%.2"%)$', probe("banner", "http")[2])
   end)
@@ -159,7 +163,7 @@ describe("readiness against servers that misbehave", function()
         coroutine.yield(10)
       end
     end)
-    assert.are.equal("timeout", results[1][1][2])
+    assert.are.equal("ETIMEDOUT", results[1][1][3])
     -- blocked in the exchange, the ticker would have had a tick or two
     assert.is_true(ticks >= 10, ticks .. " ticks")
   end)

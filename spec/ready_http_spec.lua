@@ -42,9 +42,10 @@ describe("ready = \"http\" against a real nginx", function()
   end)
 
   it("gives up at the deadline with the last answer", function()
-    local ok, err, last = tpu.wait_until_used { port = n.port, host = "127.0.0.1",
+    local ok, err, code, e = tpu.wait_until_used { port = n.port, host = "127.0.0.1",
       ready = "http", path = "/healthz", timeout_ms = 200 }
-    assert.same({ nil, "timeout", "status 503" }, { ok, err, last })
+    assert.same({ nil, "ETIMEDOUT", "not-ready" }, { ok, code, e.state })
+    assert.matches("but is not ready: status 503$", err)
   end)
 
   it("takes statuses as a number, a list or a class; 200..399 by default", function()

@@ -146,9 +146,28 @@ describe("ready = \"postgres\" against real PostgreSQL 15 clusters", function()
     assert.is_true(S.await(10000, function()
       return S.logged(standby.log, "FATAL:  the database system is not accepting connections")
     end))
-    assert.same({ nil, "timeout", "the database system is not accepting connections" },
-      { tpu.wait_until_used { port = standby.port, host = "127.0.0.1", ready = "postgres",
-                              timeout_ms = 300 } })
+    local waited, msg, code, e = tpu.wait_until_used { port = standby.port, host = "127.0.0.1",
+                                                   ready = "postgres", timeout_ms = 300 }
+    assert.same({ nil, "ETIMEDOUT", "not-ready" }, { waited, code, e.state })
+    assert.matches("but is not ready: the database system is not accepting connections$", msg)
+  end)
+
+  it("explains the standby as not-ready, naming the postmaster, as its wait's timeout does", function()
+    local e = tpu.explain { port = standby.port, host = "127.0.0.1", ready = "postgres" }
+    assert.are.equal("not-ready", e.state)
+    assert.are.equal(1, #e.listeners)
+    local l = e.listeners[1]
+    assert.same({ "127.0.0.1", standby.port, standby.pid, "postgres" },
+      { l.address, l.port, l.pid, l.user })
+    assert.matches("^postgres %(pid " .. standby.pid .. ", user postgres%) listens on 127%.0%.0%.1:" ..
+      standby.port .. " but is not ready: the database system is not accepting connections$", e.text)
+    local _, msg, code, w = tpu.wait_until_used { port = standby.port, host = "127.0.0.1",
+                                                  ready = "postgres", timeout_ms = 300 }
+    assert.are.equal("ETIMEDOUT", code)
+    assert.are.equal(e.text, w.text)
+    assert.are.equal("timeout after 300 ms waiting for 127.0.0.1:" .. standby.port .. ": " .. e.text, msg)
+    -- and without ready, the same server simply accepts
+    assert.are.equal("listening", tpu.explain { port = standby.port, host = "127.0.0.1" }.state)
   end)
 
   it("leaves no descriptor behind", function()

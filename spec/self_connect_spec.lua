@@ -34,7 +34,7 @@ describe("a probe that connects to itself", function()
         local o = res.outcomes[i]
         local right
         if c.fn == "wait_until_used" then
-          right = o.v == "nil" and o.err == "timeout"
+          right = o.v == "nil" and o.code == "ETIMEDOUT"
         else
           right = o.v == "false"
         end

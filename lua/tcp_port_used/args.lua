@@ -361,6 +361,14 @@ function M.check(fname, a, b, into)
   return o
 end
 
+--- explain(port [, host]) or explain{...}: check's options (a probe is
+-- a check), less unix: a Unix-domain socket has no port to explain.
+function M.explain(fname, a, b)
+  local o = M.check(fname, a, b)
+  if o.unix then fail(fname, 1, "unix is not explained (explain a host and port)", o.unix, 4) end
+  return o
+end
+
 --- owner(port [, host]) or owner{ port =, host =, proto = }: returns
 -- port, host, proto.
 function M.owner(fname, a, b)

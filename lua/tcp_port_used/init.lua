@@ -16,6 +16,9 @@ local now = core.now
 local public = require("tcp_port_used.verdict").public
 
 local probe = require("tcp_port_used.probe")(transport)
+local explain = require "tcp_port_used.explain"
+-- explain and the waits' timeouts read this machine's socket tables.
+local explain_port = explain.explainer(require "tcp_port_used.tables")
 
 --- check(port [, host]) or check{ port, host, timeout_ms, mode, close,
 -- proto, ready, path, status, user, database, unix }: true (in use, or
@@ -34,12 +37,23 @@ local function wait(fname, o)
   local probe_sleep = not blocking and sleep or nil
   return loop.wait(o, function(port, budget)
     return probe(o, port, budget, probe_sleep)
-  end, sleep, now)
+  end, sleep, now, explain_port)
 end
 
 args.define_waits(M, wait)
 
 M.run = sched.run
+
+--- explain(port [, host]) or explain{ port, host, proto, ready, timeout_ms,
+-- mode, ... } (check's options): why the port is or is not ready, as
+-- { state, text, asked, listeners, time_wait, probe } (explain.lua). One
+-- probe, as check makes it; never raises but for a bad argument.
+function M.explain(a, b)
+  local o = args.explain("explain", a, b)
+  return explain_port(o, o.port, function()
+    return probe(o, o.port, o.timeout_ms, nil)
+  end)
+end
 
 --- owner(port [, host]) or owner{ port =, host =, proto = }: who listens
 -- on port (host nil: any local address), one entry per socket: { address,

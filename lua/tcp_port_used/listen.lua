@@ -115,6 +115,10 @@ local function covers(l, address, port, proto)
   return l.family == "inet6" and (l.address == address or l.address == "::")
 end
 
+-- For explain (tables.lua): the same test of which asked address a
+-- listener serves.
+M.covers = covers
+
 --- outcomes(host, port [, proto]): the outcome pairs of a listen probe
 -- (see verdict.lua): per address of host (nil: both loopbacks; "*": any
 -- local address, one pair for all), true when a connection (a datagram,

@@ -6,6 +6,7 @@
 -- Pure Lua, so that the luv adapter can use it without the C core. Which
 -- errors end a wait at once is policy.lua's to say.
 local policy = require "tcp_port_used.policy"
+local explain = require "tcp_port_used.explain"
 
 local M = {}
 
@@ -26,16 +27,20 @@ function M.interval(retry_ms, elapsed_ms)
 end
 
 --- o: normalized wait options (ports, in_use, retry_ms, timeout_ms,
--- attempt_ms, on_retry). Returns true, or nil, "timeout", last_err, code
--- (last_err: the last error, or the reason of the last "not ready"),
+-- attempt_ms, on_retry). Returns true; or at the deadline nil, msg,
+-- "ETIMEDOUT", explanation, where explanation is what
+-- explain(o, port, last_probe, in_use) says of the first port still
+-- pending from its last probe (no probe more: see explain.lua; explain
+-- defaults to the one without socket tables) and msg ends with its text;
 -- or nil, err, code for a permanent error (policy.permanent).
-function M.wait(o, probe, sleep, now)
+function M.wait(o, probe, sleep, now, explain_port)
   local start = now()
   local deadline = start + o.timeout_ms
   local want, pending = o.in_use, {}
   for i, p in ipairs(o.ports) do pending[i] = p end
   local attempt = 0
   local prev_err, prev_code -- the last error (or reason) of the round before
+  local last = {} -- per port, the values of its last probe that said something
   while true do
     attempt = attempt + 1
     local last_err, last_code
@@ -43,7 +48,8 @@ function M.wait(o, probe, sleep, now)
     while i <= #pending do
       -- The final probe, made at the deadline, still gets a millisecond.
       local budget = min(o.attempt_ms, max(deadline - now(), 1))
-      local r, err, code, op = probe(pending[i], budget)
+      local port = pending[i]
+      local r, err, code, op = probe(port, budget)
       if r == want then
         table.remove(pending, i)
       else
@@ -53,10 +59,12 @@ function M.wait(o, probe, sleep, now)
             last_err, last_code = prev_err, prev_code
           else
             last_err, last_code = err, code
+            last[port] = { r, err, code, op }
           end
-        elseif err ~= nil then
-          -- a server that answered "not ready": its reason, no code
-          last_err, last_code = err, nil
+        else
+          -- false [, a "not ready" reason, no code] or true (a free wait)
+          if err ~= nil then last_err, last_code = err, nil end
+          last[port] = { r, err }
         end
         i = i + 1
       end
@@ -66,8 +74,10 @@ function M.wait(o, probe, sleep, now)
     local t = now()
     local left = deadline - t
     if left <= 0 then
-      if last_err then return nil, "timeout", last_err, last_code end
-      return nil, "timeout"
+      local port = pending[1]
+      local e = (explain_port or M.explain)(o, port, last[port] or { want }, want)
+      return nil, explain.timeout_message(o, port, #pending - 1, e),
+        "ETIMEDOUT", e
     end
     local wait = min(M.interval(o.retry_ms, t - start), left)
     if o.on_retry then
@@ -79,5 +89,8 @@ function M.wait(o, probe, sleep, now)
     sleep(wait)
   end
 end
+
+-- The explanation of a timeout where the caller reads no socket tables.
+M.explain = explain.explainer(nil)
 
 return M

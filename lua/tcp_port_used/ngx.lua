@@ -39,6 +39,11 @@ end
 -- as the C core gives for the same input.
 local probe = require("tcp_port_used.probe")(require "tcp_port_used.transport.ngx")
 
+-- explain: the socket tables through the C core (kernel queries that
+-- never wait on the network; naming holders reads /proc), the probe a
+-- cosocket one where the phase has cosockets.
+local explain_port = require("tcp_port_used.explain").explainer(require "tcp_port_used.tables")
+
 -- Where a job may block the worker, by what it does: no request is served
 -- yet in init and init_worker, but only init may spend a wait's time.
 local MAY_BLOCK = { probe = { init = true, init_worker = true }, wait = { init = true } }
@@ -61,7 +66,7 @@ end
 local function wait_with(o, probe_sleep, sleep)
   return loop.wait(o, function(port, budget)
     return probe(o, port, budget, probe_sleep)
-  end, sleep, now)
+  end, sleep, now, explain_port)
 end
 
 --- check(port [, host]) or check{ port, host, timeout_ms, mode, close }.
@@ -69,6 +74,15 @@ function M.check(a, b)
   local o = args.check("check", a, b)
   return perform("check", "probe", function(sleep)
     return public(probe(o, o.port, o.timeout_ms, sleep))
+  end)
+end
+
+--- explain(port [, host]) or explain{...}: as tcp_port_used.explain, in
+-- the phases where check may probe.
+function M.explain(a, b)
+  local o = args.explain("explain", a, b)
+  return perform("explain", "probe", function(sleep)
+    return explain_port(o, o.port, function() return probe(o, o.port, o.timeout_ms, sleep) end)
   end)
 end
 

@@ -218,10 +218,15 @@ local function needs_core(fname, o, level)
   end
 end
 
+-- explain: the socket tables through the C core where it is installed
+-- (kernel queries that never wait on the network), else the probe alone.
+local explain_port = require("tcp_port_used.explain").explainer(
+  has_core and require "tcp_port_used.tables" or nil)
+
 local function wait_job(o)
   return loop.wait(o, function(port, budget)
     return probe(o, port, budget)
-  end, o.sleep or timer_sleep, now)
+  end, o.sleep or timer_sleep, now, explain_port)
 end
 
 --- Public API --------------------------------------------------------------
@@ -232,6 +237,16 @@ function M.check(a, b)
   local o = args.check("check", a, b)
   needs_core("check", o)
   return perform("check", true, function() return public(probe(o, o.port, o.timeout_ms)) end)
+end
+
+--- explain(port [, host]) or explain{...}: as tcp_port_used.explain, its
+-- probe a luv one (awaited, as check's).
+function M.explain(a, b)
+  local o = args.explain("explain", a, b)
+  needs_core("explain", o)
+  return perform("explain", true, function()
+    return explain_port(o, o.port, function() return probe(o, o.port, o.timeout_ms) end)
+  end)
 end
 
 args.define_waits(M, function(fname, o)
