@@ -18,7 +18,7 @@
 ---@alias tcp_port_used.close "auto"|"graceful"|"reset"
 
 ---What a wait's callback (on_used, on_free) receives: the wait's returns.
----@alias tcp_port_used.callback fun(ok: true|nil, err: string|nil, last_err: string|nil, code: string|nil)
+---@alias tcp_port_used.callback fun(ok: true|nil, err: string|nil, code: string|nil, explanation: tcp_port_used.explanation|nil)
 
 ---Your own exchange: `true` ready, `false [, reason]` not ready, or `nil,
 ---err, code` (a missing code is `EPROTO`).
@@ -211,10 +211,10 @@ function probing.check(port, host) end
 ---@param retry_ms? number between probes; nil: from 5 ms growing to 250 ms
 ---@param timeout_ms? number the whole wait (default 2000)
 ---@return true|nil ok true once the state is reached
----@return string? err "timeout" when timeout_ms passed, else the error that ended the wait at once
----@return string? last_err after a timeout: the last error, or the reason of the last "not ready"
----@return string? code the error code (see Error codes)
----@overload fun(opts: tcp_port_used.wait_opts): true|nil, string?, string?, string?
+---@return string? err after a timeout: "timeout after N ms waiting for WHERE: <why>" (the explanation's text); else the error that ended the wait at once
+---@return string? code the error code: "ETIMEDOUT" after a timeout (see Error codes)
+---@return tcp_port_used.explanation? explanation after a timeout: why, as explain says it
+---@overload fun(opts: tcp_port_used.wait_opts): true|nil, string?, string?, tcp_port_used.explanation?
 function probing.wait_until_used(port, retry_ms, timeout_ms) end
 
 ---Waits until the port is free; returns as wait_until_used.
@@ -222,10 +222,10 @@ function probing.wait_until_used(port, retry_ms, timeout_ms) end
 ---@param retry_ms? number between probes; nil: from 5 ms growing to 250 ms
 ---@param timeout_ms? number the whole wait (default 2000)
 ---@return true|nil ok true once the state is reached
----@return string? err "timeout" when timeout_ms passed, else the error that ended the wait at once
----@return string? last_err after a timeout: the last error, or the reason of the last "not ready"
----@return string? code the error code (see Error codes)
----@overload fun(opts: tcp_port_used.wait_opts): true|nil, string?, string?, string?
+---@return string? err after a timeout: "timeout after N ms waiting for WHERE: <why>" (the explanation's text); else the error that ended the wait at once
+---@return string? code the error code: "ETIMEDOUT" after a timeout (see Error codes)
+---@return tcp_port_used.explanation? explanation after a timeout: why, as explain says it
+---@overload fun(opts: tcp_port_used.wait_opts): true|nil, string?, string?, tcp_port_used.explanation?
 function probing.wait_until_free(port, retry_ms, timeout_ms) end
 
 ---wait_until_used on a given host.
@@ -234,10 +234,10 @@ function probing.wait_until_free(port, retry_ms, timeout_ms) end
 ---@param retry_ms? number between probes; nil: from 5 ms growing to 250 ms
 ---@param timeout_ms? number the whole wait (default 2000)
 ---@return true|nil ok true once the state is reached
----@return string? err "timeout" when timeout_ms passed, else the error that ended the wait at once
----@return string? last_err after a timeout: the last error, or the reason of the last "not ready"
----@return string? code the error code (see Error codes)
----@overload fun(opts: tcp_port_used.wait_opts): true|nil, string?, string?, string?
+---@return string? err after a timeout: "timeout after N ms waiting for WHERE: <why>" (the explanation's text); else the error that ended the wait at once
+---@return string? code the error code: "ETIMEDOUT" after a timeout (see Error codes)
+---@return tcp_port_used.explanation? explanation after a timeout: why, as explain says it
+---@overload fun(opts: tcp_port_used.wait_opts): true|nil, string?, string?, tcp_port_used.explanation?
 function probing.wait_until_used_on_host(port, host, retry_ms, timeout_ms) end
 
 ---wait_until_free on a given host.
@@ -246,10 +246,10 @@ function probing.wait_until_used_on_host(port, host, retry_ms, timeout_ms) end
 ---@param retry_ms? number between probes; nil: from 5 ms growing to 250 ms
 ---@param timeout_ms? number the whole wait (default 2000)
 ---@return true|nil ok true once the state is reached
----@return string? err "timeout" when timeout_ms passed, else the error that ended the wait at once
----@return string? last_err after a timeout: the last error, or the reason of the last "not ready"
----@return string? code the error code (see Error codes)
----@overload fun(opts: tcp_port_used.wait_opts): true|nil, string?, string?, string?
+---@return string? err after a timeout: "timeout after N ms waiting for WHERE: <why>" (the explanation's text); else the error that ended the wait at once
+---@return string? code the error code: "ETIMEDOUT" after a timeout (see Error codes)
+---@return tcp_port_used.explanation? explanation after a timeout: why, as explain says it
+---@overload fun(opts: tcp_port_used.wait_opts): true|nil, string?, string?, tcp_port_used.explanation?
 function probing.wait_until_free_on_host(port, host, retry_ms, timeout_ms) end
 
 ---Waits until the port is in use (`in_use` true) or free (false).
@@ -259,10 +259,10 @@ function probing.wait_until_free_on_host(port, host, retry_ms, timeout_ms) end
 ---@param retry_ms? number between probes; nil: from 5 ms growing to 250 ms
 ---@param timeout_ms? number the whole wait (default 2000)
 ---@return true|nil ok true once the state is reached
----@return string? err "timeout" when timeout_ms passed, else the error that ended the wait at once
----@return string? last_err after a timeout: the last error, or the reason of the last "not ready"
----@return string? code the error code (see Error codes)
----@overload fun(opts: tcp_port_used.wait_opts): true|nil, string?, string?, string?
+---@return string? err after a timeout: "timeout after N ms waiting for WHERE: <why>" (the explanation's text); else the error that ended the wait at once
+---@return string? code the error code: "ETIMEDOUT" after a timeout (see Error codes)
+---@return tcp_port_used.explanation? explanation after a timeout: why, as explain says it
+---@overload fun(opts: tcp_port_used.wait_opts): true|nil, string?, string?, tcp_port_used.explanation?
 function probing.wait_for_status(port, host, in_use, retry_ms, timeout_ms) end
 
 ---Why a port is (not) ready: the kernel's tables (local hosts) and one probe,

@@ -132,7 +132,7 @@ M.aliases = {
     desc = "How a connected probe closes: `\"auto\"` (FIN, or a reset above about 100 probes a second), " ..
       "`\"graceful\"` (always FIN), `\"reset\"` (always RST)." },
   { name = "tcp_port_used.callback",
-    type = "fun(ok: true|nil, err: string|nil, last_err: string|nil, code: string|nil)",
+    type = "fun(ok: true|nil, err: string|nil, code: string|nil, explanation: tcp_port_used.explanation|nil)",
     desc = "What a wait's callback (on_used, on_free) receives: the wait's returns." },
   { name = "tcp_port_used.exchange",
     type = "fun(s: tcp_port_used.stream): boolean|nil, string?, string?",
@@ -324,9 +324,10 @@ M.classes = {
 
 local WAIT_RETURNS = {
   param("ok", "true|nil", "true once the state is reached"),
-  opt("err", "string", "\"timeout\" when timeout_ms passed, else the error that ended the wait at once"),
-  opt("last_err", "string", "after a timeout: the last error, or the reason of the last \"not ready\""),
-  opt("code", "string", "the error code (see Error codes)"),
+  opt("err", "string", "after a timeout: \"timeout after N ms waiting for WHERE: <why>\" (the " ..
+    "explanation's text); else the error that ended the wait at once"),
+  opt("code", "string", "the error code: \"ETIMEDOUT\" after a timeout (see Error codes)"),
+  opt("explanation", "tcp_port_used.explanation", "after a timeout: why, as explain says it"),
 }
 local POS_PORT = param("port", PORT, "1..65535")
 local POS_HOST = param("host", "string|nil", "nil: 127.0.0.1 and ::1")
@@ -413,7 +414,7 @@ F.owner = { name = "owner",
   returns = ret_or_fail(list("tcp_port_used.owner"), "owners"),
   codes = codes(RESOLVE, KERNEL) }
 
-F.explain = { name = "explain", planned = "issue 18",
+F.explain = { name = "explain",
   desc = "Why a port is (not) ready: the kernel's tables (local hosts) and one probe, as one table. " ..
     "Never raises for a runtime failure: the state `error` and `probe` say what failed.",
   params = { POS_PORT, opt("host", "string", "nil: 127.0.0.1 and ::1") },
@@ -588,9 +589,9 @@ M.cli = {
       desc = "who listens there (this machine); 0 held, 1 free",
       flags = { FLAGS.udp },
       exits = exits("held", "nothing listens") },
-    { name = "why", synopsis = "why [HOST:]PORT", planned = "issue 18",
+    { name = "why", synopsis = "why [HOST:]PORT",
       desc = "why a port is (not) ready: the sentence, then one line per listener",
-      flags = { FLAGS.udp, FLAGS.ready },
+      flags = { FLAGS.udp, FLAGS.ready, FLAGS.timeout },
       exits = exits("listening", "any other state", "usage error") },
     { name = "run", synopsis = "run [OPTIONS] -- COMMAND [ARGS...]", planned = "issue 19",
       desc = "start COMMAND, wait until it listens, tell the supervisor; exits with the child's status",

@@ -357,6 +357,9 @@ Options:
                          over UDP
   --ready KIND           ask the server behind a plain port or unix:PATH if it
                          is ready: http, redis, postgres
+  --timeout TIME, -t TIME
+                         wait-*, run: the whole wait (default 15s); check: the
+                         one attempt (default 1s)
   --quiet, -q            print nothing but usage errors (find-free still
                          prints the port; the exit status tells the rest)
   --help, -h             print this (or a command's help) and exit 0
