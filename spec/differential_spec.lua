@@ -91,7 +91,7 @@ local CALLBACK_EXPECT = {
     "when the port is argument #1)" },
   { "no callback", raised = "bad argument #3 to 'on_used' (callback must be a function, got nil)" },
   { "open4", v = "true", calls = 1 },
-  { "refused4 until the timeout", v = "nil", err = "timeout", calls = 1 },
+  { "refused4 until the timeout", v = "nil", code = "ETIMEDOUT", calls = 1 },
   { "open4 mode bind (answered at once)", v = "true", calls = 1 },
   { "on_retry raises", v = "nil", err = "raised by the caller's function", calls = 1 },
 }
@@ -198,7 +198,7 @@ local RUNS = {
     callback_expect = {
       { "10.9.0.2", v = "true", calls = 1 },
       { "10.9.0.3", v = "true", calls = 1 },
-      { "10.9.0.4", v = "nil", err = "timeout", calls = 1 },
+      { "10.9.0.4", v = "nil", code = "ETIMEDOUT", calls = 1 },
     },
     expect = {
       { "open4", "10.9.0.2", "connect", { v = "true" } },
@@ -477,6 +477,13 @@ describe("every transport answers alike", function()
           local diff = C.diff(res.calls, "core (uv for callbacks)", base_of(res), kind, res.outcomes[kind],
             function(_, a, b)
               if not (a and b and a.v == "nil" and b.v == "nil" and a.code == b.code) then return true end
+              -- a wait's timeout ends with its explanation, whose holders
+              -- (pids) and, without the core, probe-only sentence differ by
+              -- transport: the words up to it must not (explain's own rows
+              -- compare the states)
+              local ta = a.code == "ETIMEDOUT" and a.err and a.err:match("^(timeout after %d+ ms waiting for .-): ")
+              local tb = b.code == "ETIMEDOUT" and b.err and b.err:match("^(timeout after %d+ ms waiting for .-): ")
+              if ta and tb then return ta == tb end
               return a.err == b.err
             end)
           assert(diff == "", diff)

@@ -364,9 +364,11 @@ end
 --- explain(port [, host]) or explain{...}: check's options (a probe is
 -- a check), less unix: a Unix-domain socket has no port to explain.
 function M.explain(fname, a, b)
-  local o = M.check(fname, a, b)
-  if o.unix then fail(fname, 1, "unix is not explained (explain a host and port)", o.unix, 4) end
-  return o
+  if type(a) == "table" and a.unix ~= nil then
+    fail(fname, 1, "unix is not explained (explain a host and port)", a.unix, 4)
+  end
+  -- a tail call: check's errors name the caller of the public function
+  return M.check(fname, a, b)
 end
 
 --- owner(port [, host]) or owner{ port =, host =, proto = }: returns
