@@ -46,7 +46,8 @@ local function run(opts)
     -- a fixed rate: the next tick is due one period after this one was,
     -- and a late tick does not make the following ones early
     next_tick = math.max(next_tick + period, core.now())
-    core.sleep(next_tick - core.now())
+    -- (the clock has moved on since: a late tick sleeps 0, never less)
+    core.sleep(math.max(0, next_tick - core.now()))
   end
   stats.elapsed_ms = core.now() - start
   stats.rate = stats.ticks * 1000 / math.max(stats.elapsed_ms, 1)
