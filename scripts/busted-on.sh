@@ -33,8 +33,15 @@ case $rt in
   *) echo "busted-on.sh: unknown runtime $rt" >&2; exit 2 ;;
 esac
 # shellcheck disable=SC2086
-exec env ${preload:+LD_PRELOAD=$preload} \
+set -- env ${preload:+LD_PRELOAD=$preload} \
     ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}" \
     UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
     TPU_LUA="$interp" TPU_RUNTIME="$rt" TPU_CPATH="$PWD/$build/?.so" TPU_PRELOAD="$preload" TPU_SOAK_PROBES="$soak" \
-    $wrap $interp /usr/bin/busted -o plainTerminal --cpath="$build/?.so" "$@" 2>&1
+    $wrap $interp /usr/bin/busted -o plainTerminal --cpath="$build/?.so" "$@"
+# In a network namespace of its own (lo up) where one can be made
+# (TPU_NETNS=0: never): runs that overlap then share no port, listener or
+# socket table, so a port a spec saw free stays free of the other runs.
+if [ "${TPU_NETNS:-1}" = 1 ] && unshare -n true 2>/dev/null; then
+  exec unshare -n sh -c 'ip link set lo up && exec "$@"' sh "$@" 2>&1
+fi
+exec "$@" 2>&1

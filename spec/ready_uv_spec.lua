@@ -70,7 +70,9 @@ describe("readiness through tcp_port_used.uv on luv", function()
     t:close()
     assert.same({ n = 4, nil, "timeout", "receive 127.0.0.1:" .. fault.port.never .. ": timed out",
                   "ETIMEDOUT" }, got)
-    assert.is_true(ticks >= 30, ticks .. " ticks")
+    -- 60 ticks in 300 ms on an idle machine; a loop blocked for the
+    -- exchange would tick once (libuv does not catch missed ticks up)
+    assert.is_true(ticks >= 10, ticks .. " ticks")
   end)
 
   it("waits in a coroutine until the health route turns 200", function()
