@@ -1,10 +1,11 @@
 #!/bin/sh
 # test.sh RUNTIME...: the busted suite on each runtime (scripts/busted-on.sh
 # names them), every spec file as a busted run of its own, TPU_JOBS runs at
-# a time (default 4 per core; 1 per core under valgrind) across all the
+# a time (default 4 per core; 2 per core under valgrind) across all the
 # runtimes at once. The suite mostly waits on real time (servers starting,
-# timeouts running out) and its specs take ports from port 0 and files from
-# mktemp, so the runs overlap safely. With BUSTED_ARGS (spec files or busted
+# timeouts running out), so the runs overlap; each has a network namespace
+# of its own (busted-on.sh) and takes its files from mktemp, so they share
+# no port, socket table or file. With BUSTED_ARGS (spec files or busted
 # flags), one run per runtime with those arguments instead.
 # Prints a line per run as it ends (and its output when a spec failed or is
 # pending), then the ten slowest runs, and last one line
@@ -58,7 +59,7 @@ fi
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 cores=$(nproc)
-case " $* " in *" valgrind "*) jobs=${TPU_JOBS:-$cores} ;; *) jobs=${TPU_JOBS:-$((cores * 4))} ;; esac
+case " $* " in *" valgrind "*) jobs=${TPU_JOBS:-$((cores * 2))} ;; *) jobs=${TPU_JOBS:-$((cores * 4))} ;; esac
 hist=build/test-times
 mkdir -p build
 [ -f "$hist" ] || : >"$hist"
