@@ -76,19 +76,19 @@ for rt in "$@"; do
   fi
 done >"$dir/runs"
 
-# The soak (a million probes, busy on a core throughout) runs one runtime
-# at a time in a lane of its own: soaks side by side slow each other and
-# everything else down several times over. It is the longest path, so the
-# other runs, which mostly wait, yield the processor to it (nice 5); they
-# share the rest of the lanes, never-timed runs first, then the longest of
-# the last run.
+# The soaks (a million probes each, busy on a core throughout) run in
+# lanes of their own, one per core (TPU_SOAK_LANES): all six side by side
+# slow each other and everything else down several times over. They are
+# the longest path, so the other runs, which mostly wait, yield the
+# processor to them (nice 5); those share the rest of the lanes,
+# never-timed runs first, then the longest of the last run.
 grep ' spec/soak_spec\.lua$' "$dir/runs" >"$dir/serial"
 grep -v ' spec/soak_spec\.lua$' "$dir/runs" >"$dir/parallel"
 start=$(date +%s%N)
-xargs -r -L 1 sh scripts/test.sh --run "$dir" <"$dir/serial" &
+xargs -r -P "${TPU_SOAK_LANES:-$cores}" -L 1 sh scripts/test.sh --run "$dir" <"$dir/serial" &
 serial=$!
 [ -s "$dir/serial" ] && [ "$jobs" -gt 1 ] && jobs=$((jobs - 1))
-echo "== busted on $* ($(wc -l <"$dir/runs") runs: $jobs at a time, and the soaks one at a time beside them)"
+echo "== busted on $* ($(wc -l <"$dir/runs") runs: $jobs at a time, and the soaks ${TPU_SOAK_LANES:-$cores} at a time beside them)"
 awk 'FILENAME == ARGV[1] { t[$2 " " $3] = $1; next } { print (($0 in t) ? t[$0] : 1e9), $0 }' "$hist" "$dir/parallel" |
   sort -rn -k1,1 | cut -d' ' -f2- |
   nice -n 5 xargs -r -P "$jobs" -L 1 sh scripts/test.sh --run "$dir"
