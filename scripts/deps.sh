@@ -42,7 +42,7 @@ src=../shared/lua5.5 dest=build/lua5.5
 if [ ! -f "$src/build.sh" ]; then
   echo "deps: skipping Lua 5.5: $src not found" >&2
   [ "${TPU_LUA55:-}" != required ] || exit 1
-elif [ ! -f "$dest/.built" ] || [ "$src/build.sh" -nt "$dest/.built" ]; then
+elif [ ! -f "$dest/.built" ] || [ -n "$(find "$src" -newer "$dest/.built" -type f)" ]; then
   echo "deps: building Lua 5.5 and busted into $dest ($src/build.sh)" >&2
   rm -rf "$dest"
   if sh "$src/build.sh" "$dest" >&2; then
