@@ -8,7 +8,7 @@
 #   against the core built with -DTPU_PORTABLE: every Linux-only path
 #   compiled out).
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 rt=$1
 shift
 # soak: probes in spec/soak_spec.lua (a million, fewer where each costs 20x)

@@ -12,7 +12,7 @@
 # "N passed, N failed[, N skipped]" summed from busted's own summaries.
 # The runs start longest first, by the times of the last run (build/test-times).
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 
 # One run: test.sh --run DIR RUNTIME FILE ("-" for BUSTED_ARGS alone);
 # leaves DIR/<run>.res: "ms runtime file passed failed errors pending".
