@@ -12,13 +12,19 @@ description = {
       check a TCP port (connect, bind or both), and wait until it is used or
       free, or until the server behind it is ready (HTTP, Redis, PostgreSQL,
       your own exchange; TCP or Unix-domain sockets), yielding instead of blocking inside coroutines, ngx.sleep in
-      OpenResty and luv timers in Neovim. Lua 5.1 to 5.4 and LuaJIT.
+      OpenResty and luv timers in Neovim. Lua 5.1 to 5.5 and LuaJIT.
    ]],
+   homepage = "https://example.invalid/tcp-port-used",
+   issues_url = "https://example.invalid/tcp-port-used/issues",
    license = "MIT",
    labels = { "network", "tcp", "port", "wait", "openresty", "neovim" },
 }
 dependencies = {
-   "lua >= 5.1, < 5.5",
+   "lua >= 5.1",
+}
+-- `luarocks test` runs the busted suite (.busted at the top of the checkout).
+test = {
+   type = "busted",
 }
 -- The C core builds on POSIX systems: Linux (glibc, musl), macOS and the
 -- BSDs (listen mode and owner need Linux, and say so elsewhere). Not on

@@ -63,8 +63,10 @@ for rt in 5.1 5.2 5.3 5.4 jit; do
   tree=$top/tree-$rt
   echo "== luarocks make $scm on $rt"
   rocks "$rt" --tree="$tree" make "$scm" >"$top/log" 2>&1 || { cat "$top/log"; exit 1; }
-  # the builtin build leaves objects in the work tree: keep it clean
-  rm -f csrc/*.o
+  # the builtin build leaves objects and this runtime's core in the work
+  # tree: keep it clean (a ./tcp_port_used/core.so of another Lua would be
+  # found on the default ./?.so path by whatever runs here next)
+  rm -rf csrc/*.o tcp_port_used
   load_from "$rt" "$tree" "$core_version"
   rocks "$rt" --tree="$tree" remove tcp-port-used >"$top/log" 2>&1 || { cat "$top/log"; exit 1; }
   [ ! -e "$tree/lib/lua/$(lv "$rt")/tcp_port_used/core.so" ] || { echo "remove left the core behind"; exit 1; }

@@ -69,7 +69,9 @@ describe("readiness through tcp_port_used.uv on luv", function()
     assert.same({ n = 4, nil, "ETIMEDOUT", "not-ready", "ETIMEDOUT" },
       { n = got.n, got[1], got[3], got[4].state, got[4].probe[3] })
     assert.matches("receive 127.0.0.1:" .. fault.port.never .. ": timed out", got[2], 1, true)
-    assert.is_true(ticks >= 30, ticks .. " ticks")
+    -- 60 ticks in 300 ms on an idle machine; a loop blocked for the
+    -- exchange would tick once (libuv does not catch missed ticks up)
+    assert.is_true(ticks >= 10, ticks .. " ticks")
   end)
 
   it("waits in a coroutine until the health route turns 200", function()

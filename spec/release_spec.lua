@@ -79,12 +79,26 @@ describe("the rockspecs", function()
     end
   end)
 
+  it("are conventional rocks: any Lua from 5.1 on, `luarocks test` runs busted, labels and an issues URL", function()
+    for _, file in ipairs(files) do
+      local r = rockspec(file)
+      assert.equals("3.0", r.rockspec_format, file)
+      assert.are.same({ "lua >= 5.1" }, r.dependencies, file)
+      assert.are.same({ type = "busted" }, r.test, file)
+      assert.is_truthy(lfs.attributes(H.root .. "/.busted"), ".busted")
+      assert.is_true(#r.description.labels > 0, file)
+      local home = r.description.homepage
+      assert.equals(r.source.url:match("^git%+(.-)%.git$"), home, file)
+      assert.equals(home .. "/issues", r.description.issues_url, file)
+    end
+  end)
+
   it("differ only in version and source tag", function()
     local release, scm = rockspec(files[1]), rockspec(files[2])
     assert.equals("scm-1", scm.version)
     assert.is_nil(scm.source.tag)
     for _, key in ipairs { "rockspec_format", "package", "description", "dependencies",
-                           "supported_platforms", "build" } do
+                           "supported_platforms", "build", "test" } do
       assert.are.same(scm[key], release[key], key)
     end
     assert.equals(scm.source.url, release.source.url)
