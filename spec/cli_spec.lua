@@ -56,9 +56,14 @@ describe("tcp-port-used (CLI)", function()
   end)
 
   it("--help, help CMD and --version work without the C core", function()
+    -- a checkout without build/: the CLI finds its lua/ but no core
+    local dir = H.run("mktemp -d /tmp/tpu-nocore.XXXXXX"):gsub("%s+$", "")
+    finally(function() os.execute("rm -rf " .. H.quote(dir)) end)
+    assert(os.execute("mkdir " .. H.quote(dir .. "/bin") .. " && cp -R " .. H.quote(H.root .. "/lua") .. " " ..
+      H.quote(dir) .. " && cp " .. H.quote(H.root .. "/bin/tcp-port-used") .. " " .. H.quote(dir .. "/bin")))
     local nocore = string.format("LUA_PATH=%s LUA_CPATH=%s ",
-      H.quote(H.root .. "/lua/?.lua;" .. H.root .. "/lua/?/init.lua;;"), H.quote("/nonexistent/?.so")) ..
-      H.lua_exec() .. " " .. H.quote(H.root .. "/bin/tcp-port-used")
+      H.quote(dir .. "/lua/?.lua;" .. dir .. "/lua/?/init.lua;;"), H.quote("/nonexistent/?.so")) ..
+      H.lua_exec() .. " " .. H.quote(dir .. "/bin/tcp-port-used")
     local out, rc = H.run(nocore .. " --version 2>&1")
     assert.equals(0, rc, out)
     assert.equals("tcp-port-used " .. core._VERSION .. "\n", out)

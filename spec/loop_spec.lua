@@ -40,9 +40,10 @@ describe("the retry loop on a fake clock", function()
     local c = fake_clock()
     local infos = {}
     local probe, calls = probe_of(c, false, 1)
-    local ok, err = loop.wait(options { timeout_ms = 2600, on_retry = function(i) infos[#infos + 1] = i end },
+    local ok, err, code = loop.wait(options { timeout_ms = 2600, on_retry = function(i) infos[#infos + 1] = i end },
       probe, c.sleep, c.now)
-    assert.same({ nil, "timeout" }, { ok, err })
+    assert.same({ nil, "ETIMEDOUT" }, { ok, code })
+    assert.matches("^timeout after 2600 ms waiting for ", err)
     assert.equals(0, calls[1].t)
     assert.equals(#calls, #c.sleeps + 1)
     for k, i in ipairs(infos) do
@@ -83,9 +84,10 @@ describe("the retry loop on a fake clock", function()
   it("bounds each attempt by attempt_ms and by the time left, and gives the last one a millisecond", function()
     local c = fake_clock()
     local probe, calls = probe_of(c, function() return nil, "timed out", "ETIMEDOUT", "connect" end, 150)
-    local ok, err, last, code = loop.wait(options { attempt_ms = 150, retry_ms = 100, timeout_ms = 500 },
+    local ok, err, code, why = loop.wait(options { attempt_ms = 150, retry_ms = 100, timeout_ms = 500 },
       probe, c.sleep, c.now)
-    assert.same({ nil, "timeout", "timed out", "ETIMEDOUT" }, { ok, err, last, code })
+    assert.same({ nil, "ETIMEDOUT", "timed out", "ETIMEDOUT" }, { ok, code, why.probe[2], why.probe[3] })
+    assert.matches("^timeout after 500 ms waiting for .*: timed out", err)
     local budgets = {}
     for k, call in ipairs(calls) do budgets[k] = call.budget end
     -- t = 0, 250: full attempts; t = 500: the deadline, one millisecond

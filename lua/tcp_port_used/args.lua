@@ -361,14 +361,13 @@ function M.check(fname, a, b, into)
   return o
 end
 
---- explain(port [, host]) or explain{...}: check's options (a probe is
--- a check), less unix: a Unix-domain socket has no port to explain.
-function M.explain(fname, a, b)
-  if type(a) == "table" and a.unix ~= nil then
-    fail(fname, 1, "unix is not explained (explain a host and port)", a.unix, 4)
-  end
-  -- a tail call: check's errors name the caller of the public function
-  return M.check(fname, a, b)
+--- explain(o): the options of explain(port [, host]) or explain{...},
+-- as check normalized them (a probe is a check), less unix: a
+-- Unix-domain socket has no port to explain. Called by the public
+-- function after args.check, so that both name its caller.
+function M.explain(fname, o)
+  if o.unix then fail(fname, 1, "unix is not explained (explain a host and port)", o.unix, 4) end
+  return o
 end
 
 --- owner(port [, host]) or owner{ port =, host =, proto = }: returns

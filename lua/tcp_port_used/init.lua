@@ -49,7 +49,7 @@ M.run = sched.run
 -- { state, text, asked, listeners, time_wait, probe } (explain.lua). One
 -- probe, as check makes it; never raises but for a bad argument.
 function M.explain(a, b)
-  local o = args.explain("explain", a, b)
+  local o = args.explain("explain", args.check("explain", a, b))
   return explain_port(o, o.port, function()
     return probe(o, o.port, o.timeout_ms, nil)
   end)

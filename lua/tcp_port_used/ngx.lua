@@ -80,7 +80,7 @@ end
 --- explain(port [, host]) or explain{...}: as tcp_port_used.explain, in
 -- the phases where check may probe.
 function M.explain(a, b)
-  local o = args.explain("explain", a, b)
+  local o = args.explain("explain", args.check("explain", a, b))
   return perform("explain", "probe", function(sleep)
     return explain_port(o, o.port, function() return probe(o, o.port, o.timeout_ms, sleep) end)
   end)

@@ -242,7 +242,7 @@ end
 --- explain(port [, host]) or explain{...}: as tcp_port_used.explain, its
 -- probe a luv one (awaited, as check's).
 function M.explain(a, b)
-  local o = args.explain("explain", a, b)
+  local o = args.explain("explain", args.check("explain", a, b))
   needs_core("explain", o)
   return perform("explain", true, function()
     return explain_port(o, o.port, function() return probe(o, o.port, o.timeout_ms) end)
