@@ -353,7 +353,7 @@ static int tpu_psock_inspect(int fd, int want, struct tpu_psock *e)
 /* Adds the sockets among the descriptors of pid. 0, or errno for a
  * process whose descriptors may not be read (EACCES) or that is gone
  * (ENOENT). */
-static int tpu_psocks_of(long pid, int want, struct tpu_psocks *s)
+static int tpu_psocks_of(long pid, int want, int lend, struct tpu_psocks *s)
 {
     char path[64], name[24];
     DIR *fds;
@@ -377,7 +377,7 @@ static int tpu_psocks_of(long pid, int want, struct tpu_psocks *s)
             continue;
         e.pid = pid;
 #ifdef TPU_PIDFD
-        if (pidfd == -1 && (pidfd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0)) < 0)
+        if (pidfd == -1 && (!lend || (pidfd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0)) < 0))
             pidfd = -2;
         if (pidfd >= 0) {
             int fd = (int)syscall(SYS_pidfd_getfd, pidfd, (int)strtol(d->d_name, NULL, 10), 0);
@@ -391,6 +391,7 @@ static int tpu_psocks_of(long pid, int want, struct tpu_psocks *s)
         }
 #else
         (void)want;
+        (void)lend;
 #endif
         if (!have_cmd) {
             tpu_holders_command(&s->names, name, &cmd);
@@ -406,21 +407,23 @@ static int tpu_psocks_of(long pid, int want, struct tpu_psocks *s)
 }
 
 /***
- * proc_sockets(pids [, proto]): the sockets held by the processes in the
+ * proc_sockets(pids [, proto [, by_inode]]): the sockets held by the processes in the
  * list pids, for proto "tcp" (listening, the default), "udp" (bound, not
  * connected) or "any", as a list of { pid, command, inode, proto, family,
  * address, port }; where this process may not read a socket's name, an
  * entry with pid, command and inode only. Also the list of pids whose
- * descriptors may not be read. nil, code on failure.
+ * descriptors may not be read. nil, code on failure. by_inode: every
+ * socket by inode only, as where the kernel refuses to lend them (specs).
  */
 static int l_proc_sockets(lua_State *L)
 {
     static const char *const protos[] = { "tcp", "udp", "any", NULL };
-    int want, i, n, ndenied = 0;
+    int want, lend, i, n, ndenied = 0;
     struct tpu_psocks *s;
     size_t k;
     luaL_checktype(L, 1, LUA_TTABLE);
     want = luaL_checkoption(L, 2, "tcp", protos);
+    lend = !lua_toboolean(L, 3);
     n = (int)tpu_rawlen(L, 1);
     s = tpu_new_psocks(L);
     lua_newtable(L); /* the denied pids */
@@ -432,7 +435,7 @@ static int l_proc_sockets(lua_State *L)
         lua_pop(L, 1);
         if (pid < 1 || pid > INT_MAX)
             continue;
-        rc = tpu_psocks_of((long)pid, want, s);
+        rc = tpu_psocks_of((long)pid, want, lend, s);
         if (rc == EACCES || rc == EPERM) {
             lua_pushinteger(L, pid);
             lua_rawseti(L, -2, ++ndenied);

@@ -155,4 +155,21 @@ end
 define_on("on_used", true)
 define_on("on_free", false)
 
+
+--- The ports a process opens: listeners is the core's (a kernel query
+-- that never waits); wait_for_listeners sleeps with ngx.sleep where it
+-- may, and blocks in init_by_lua, as the waits do.
+do
+  local procs = require "tcp_port_used.procs"
+  M.listeners = tpu.listeners
+
+  function M.wait_for_listeners(t)
+    local o = procs.options("wait_for_listeners", t, true)
+    local phase = get_phase()
+    if COSOCKET_PHASES[phase] then return procs.wait(o, o.sleep or sleep_ms, now) end
+    if phase == "init" then return procs.wait(o, o.sleep or core.sleep, now) end
+    phase_error("wait_for_listeners", phase, "wait")
+  end
+end
+
 return M

@@ -23,6 +23,12 @@ M.OPTIONS = {
 
 local PROTOS = { tcp = true, udp = true, any = true }
 
+-- How the address of a socket is read: "socket" (lent by the kernel,
+-- pidfd_getfd; by inode where it refuses) or "tables" (always by inode,
+-- in the kernel's socket tables: what a process that may not borrow the
+-- sockets gets; specs run both).
+M.names = "socket"
+
 -- Exit statuses that a host learnt of by itself (luv's exit callback reaps
 -- the child before a wait can look), by pid: { code, signal }.
 M.reported = {}
@@ -98,7 +104,7 @@ end
 function M.listeners(o)
   local pids, code = core.proc_tree(o.pid, o.tree)
   if not pids then return nil, words.message("listeners", where(o.pid), code), code end
-  local socks, denied = core.proc_sockets(pids, o.proto)
+  local socks, denied = core.proc_sockets(pids, o.proto, M.names == "tables")
   if not socks then return nil, words.message("listeners", where(o.pid), denied), denied end
   if denied[1] == o.pid then
     return nil, words.message("listeners", where(o.pid), "EACCES"), "EACCES"
