@@ -194,7 +194,7 @@ describe("wait_for_listeners", function()
     -- nothing yet: the wait has something to wait for
     assert.are.same({}, assert(tpu.listeners { pid = pid }))
     local list, err = tpu.wait_for_listeners { pid = pid, timeout_ms = 30000 }
-    local line = lines_of(report)[1]
+    local line = await("the child's report", function() return lines_of(report)[1] end)
     os.execute("kill " .. pid)
     f:close()
     os.remove(report)
@@ -269,5 +269,95 @@ describe("wait_for_listeners", function()
     assert(v, err)
     assert.are.equal(1, #v)
     assert.is_true(yields > 0)
+  end)
+end)
+
+describe("wait_for_listeners in nginx", function()
+  local NG = require "ngxrun"
+  if NG.missing() then
+    pending("nginx with the lua module is not here: " .. NG.missing())
+    return
+  end
+
+  it("waits in a timer, while the worker keeps serving", function()
+    local nginx = NG.start("procs.conf")
+    local report = os.tmpname()
+    local pid = H.spawn("exec " .. binder("L", "tcp", "127.0.0.1", report, 0.3))
+    local ok, err = pcall(function()
+      assert.are.equal("started", nginx:body("/wait?pid=" .. pid))
+      -- served while the timer waits
+      assert.are.equal("pong", nginx:body("/ping"))
+      local v = await("the timer's answer", function()
+        local r = nginx:body("/result?key=" .. pid)
+        return r ~= "nil" and r
+      end)
+      -- (the child reports its port after it listens)
+      local port = await("the child's report", function() return lines_of(report)[1] end):match("(%d+)$")
+      assert.are.equal("port " .. port .. " 1", v)
+    end)
+    os.execute("kill " .. pid .. " 2>/dev/null")
+    os.remove(report)
+    nginx:stop()
+    assert(ok, err)
+  end)
+end)
+
+describe("wait_for_listeners in Neovim", function()
+  local _, has_nvim = H.run("command -v nvim >/dev/null 2>&1")
+  if has_nvim ~= 0 then
+    pending("nvim is not installed")
+    return
+  end
+
+  -- Runs script in a headless nvim with the LuaJIT core; returns its output.
+  local function nvim(script)
+    local path = os.tmpname()
+    local f = assert(io.open(path, "w"))
+    f:write(string.format("package.path = %q .. package.path\n",
+      H.root .. "/lua/?.lua;" .. H.root .. "/lua/?/init.lua;"))
+    f:write(string.format("package.cpath = %q .. package.cpath\n", H.root .. "/build/jit/?.so;"))
+    f:write("local ok, err = xpcall(function()\n", script,
+      "\nend, debug.traceback)\nif not ok then io.stderr:write(err, '\\n'); vim.cmd('cquit 3') end\n")
+    f:close()
+    local out, rc = H.run("timeout 60 nvim --headless -u NONE -i NONE -c " ..
+      H.quote("luafile " .. path) .. " -c 'qa!' 2>&1 </dev/null")
+    os.remove(path)
+    return out, rc
+  end
+
+  it("hands a plugin the port its uv.spawn child bound, then connects; and an early exit's status", function()
+    local report = os.tmpname()
+    local out, rc = nvim(string.format([[
+      local uv = vim.uv or vim.loop
+      local ad = require "tcp_port_used.uv"
+      local function say(...) io.stdout:write(table.concat({ ... }, " "), "\n") end
+      local ticks = 0
+      local ticker = uv.new_timer()
+      ticker:start(5, 5, function() ticks = ticks + 1 end)
+      -- the adapter binds port 0 itself: no port is chosen, closed and handed over
+      local _, pid = ad.spawn("sh", { args = { "-c", %q } })
+      local done
+      coroutine.wrap(function()
+        local list, err = ad.wait_for_listeners { pid = pid, timeout_ms = 20000 }
+        assert(list, err)
+        local c = uv.new_tcp()
+        c:connect(list[1].address, list[1].port, function(e)
+          say("connected", tostring(e), list[1].port, ticks >= 20 and "ticking" or "frozen")
+          c:close()
+          done = true
+        end)
+      end)()
+      vim.wait(20000, function() return done end, 10)
+      uv.kill(pid, "sigterm")
+      local _, pid2 = ad.spawn("sh", { args = { "-c", "sleep 0.2; exit 3" } })
+      local r, err, code = ad.wait_for_listeners { pid = pid2, timeout_ms = 20000 }
+      say("early", tostring(r), code, tostring(err == "process " .. pid2 .. " exited (status 3) before it listened"))
+      ticker:close()
+    ]], "exec " .. binder("L", "tcp", "127.0.0.1", report, 0.3)))
+    local port = (lines_of(report)[1] or ""):match("(%d+)$")
+    os.remove(report)
+    assert.are.equal(0, rc, out)
+    assert.matches("connected nil " .. tostring(port) .. " ticking\n", out, 1, true)
+    assert.matches("early nil ESRCH true\n", out, 1, true)
   end)
 end)
