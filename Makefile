@@ -124,6 +124,8 @@ bench: deps all build/bench/raw_connect
 	@LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/5.4/?.so;;' lua5.4 bench/run.lua
 	@echo
 	@LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/5.4/?.so;;' lua5.4 bench/listen.lua
+	@echo
+	@LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/5.4/?.so;;' lua5.4 bench/procs.lua
 
 # The check tables of make bench against the portable core.
 bench-portable: deps all build/portable/tcp_port_used/core.so build/bench/raw_connect

@@ -63,15 +63,12 @@ static int tpu_proc_stat(long pid, char *state, long *ppid, int *exit_code)
 {
     char path[64], buf[1024];
     const char *p;
-    size_t n;
+    ssize_t n;
     int field;
-    FILE *f;
     snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-    f = fopen(path, "re");
-    if (f == NULL)
+    n = tpu_proc_slurp(path, buf, sizeof buf - 1);
+    if (n < 0)
         return errno == ENOENT ? ESRCH : errno;
-    n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
     buf[n] = '\0';
     /* the command (field 2) may hold spaces and parentheses: fields 3 on
      * follow its last ')' */
@@ -312,11 +309,7 @@ static int tpu_psock_inspect(int fd, int want, struct tpu_psock *e)
 {
     struct sockaddr_storage sa, peer;
     socklen_t len = sizeof sa, plen = sizeof peer, olen;
-    int domain = 0, protocol = 0, accepting = 0, proto;
-    olen = sizeof domain;
-    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &olen) != 0
-        || (domain != AF_INET && domain != AF_INET6))
-        return 0;
+    int protocol = 0, accepting = 0, proto;
     olen = sizeof protocol;
     if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &olen) != 0)
         return 0;
@@ -333,7 +326,9 @@ static int tpu_psock_inspect(int fd, int want, struct tpu_psock *e)
     } else {
         return 0;
     }
-    if ((want != TPU_ANY && want != proto) || getsockname(fd, (struct sockaddr *)&sa, &len) != 0)
+    /* the protocol numbers of other families (netlink's) mean other things */
+    if ((want != TPU_ANY && want != proto) || getsockname(fd, (struct sockaddr *)&sa, &len) != 0
+        || (sa.ss_family != AF_INET && sa.ss_family != AF_INET6))
         return 0;
     e->proto = proto;
     e->l.family = sa.ss_family;
@@ -368,7 +363,10 @@ static int tpu_psocks_of(long pid, int want, int lend, struct tpu_psocks *s)
     while (s->names.err == 0 && (d = readdir(fds)) != NULL) {
         char link[64];
         struct tpu_psock e;
-        ssize_t n = readlinkat(dirn, d->d_name, link, sizeof link - 1);
+        ssize_t n;
+        if (d->d_name[0] == '.')
+            continue;
+        n = readlinkat(dirn, d->d_name, link, sizeof link - 1);
         if (n <= 0)
             continue;
         link[n] = '\0';
