@@ -6,15 +6,7 @@ local core = require "tcp_port_used.core"
 local H = require "helpers"
 
 -- Polls f (every 10 ms, at most s seconds) until it returns a value.
-local function await(what, f, s)
-  local deadline = core.now() + (s or 20) * 1000
-  while true do
-    local v = f()
-    if v then return v end
-    assert(core.now() < deadline, "timed out waiting for " .. what)
-    core.sleep(10)
-  end
-end
+local await = H.await
 
 local function lines_of(path)
   local t = {}
@@ -309,21 +301,7 @@ describe("wait_for_listeners in Neovim", function()
     return
   end
 
-  -- Runs script in a headless nvim with the LuaJIT core; returns its output.
-  local function nvim(script)
-    local path = os.tmpname()
-    local f = assert(io.open(path, "w"))
-    f:write(string.format("package.path = %q .. package.path\n",
-      H.root .. "/lua/?.lua;" .. H.root .. "/lua/?/init.lua;"))
-    f:write(string.format("package.cpath = %q .. package.cpath\n", H.root .. "/build/jit/?.so;"))
-    f:write("local ok, err = xpcall(function()\n", script,
-      "\nend, debug.traceback)\nif not ok then io.stderr:write(err, '\\n'); vim.cmd('cquit 3') end\n")
-    f:close()
-    local out, rc = H.run("timeout 60 nvim --headless -u NONE -i NONE -c " ..
-      H.quote("luafile " .. path) .. " -c 'qa!' 2>&1 </dev/null")
-    os.remove(path)
-    return out, rc
-  end
+  local nvim = H.nvim
 
   it("hands a plugin the port its uv.spawn child bound, then connects; and an early exit's status", function()
     local report = os.tmpname()

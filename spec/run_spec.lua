@@ -12,15 +12,7 @@ local ENV = string.format("LUA_PATH=%s LUA_CPATH=%s ",
 local CLI = ENV .. H.lua_exec() .. " " .. H.quote(H.root .. "/bin/tcp-port-used")
 local RECV = H.root .. "/build/test/notify_recv"
 
-local function await(what, f, s)
-  local deadline = core.now() + (s or 20) * 1000
-  while true do
-    local v = f()
-    if v then return v end
-    assert(core.now() < deadline, "timed out waiting for " .. what)
-    core.sleep(10)
-  end
-end
+local await = H.await
 
 local function tmpdir()
   local f = assert(io.popen("mktemp -d /tmp/tpu-run.XXXXXX"))
