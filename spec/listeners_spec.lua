@@ -57,7 +57,6 @@ local function tree()
   end)
   os.remove(report)
   return root, got, function()
-    os.execute("pkill -TERM -P " .. got.U.pid .. " 2>/dev/null")
     for _, k in ipairs { "G", "U", "T" } do os.execute("kill " .. got[k].pid .. " 2>/dev/null") end
     f:close()
   end

@@ -51,10 +51,11 @@ end
 --- A NOTIFY_SOCKET receiver at address: returns a function that reads
 -- the next datagram (as "pid=N payload|...") and one that ends it.
 local function receiver(address)
-  local f = assert(io.popen("exec timeout 120 " .. RECV .. " " .. H.quote(address)))
+  local f = assert(io.popen("echo $$; exec " .. RECV .. " " .. H.quote(address)))
+  local pid = tonumber(f:read("*l"))
   assert.are.equal("bound", f:read("*l"))
   return function() return f:read("*l") end, function()
-    os.execute("pkill -f " .. H.quote("notify_recv " .. address) .. " 2>/dev/null")
+    os.execute("kill " .. pid)
     f:close()
   end
 end

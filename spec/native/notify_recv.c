@@ -3,7 +3,8 @@
  * abstract name when it starts with '@'), asks the kernel for each
  * sender's credentials (SO_PASSCRED, as systemd does to apply
  * NotifyAccess=), prints "bound", then one line per datagram:
- * "pid=<sender pid> <payload with newlines as '|'>". */
+ * "pid=<sender pid> <payload with newlines as '|'>". It ends by itself
+ * after two minutes, should a spec fail before it stops it. */
 #define _GNU_SOURCE
 #include <stddef.h>
 #include <stdio.h>
@@ -31,6 +32,7 @@ int main(int argc, char **argv)
         perror("notify_recv");
         return 1;
     }
+    alarm(120);
     printf("bound\n");
     fflush(stdout);
     for (;;) {
