@@ -43,7 +43,7 @@ local function tree()
   local script = binder("T", "tcp", "127.0.0.1", report) .. " & " ..
     binder("U", "udp", "127.0.0.1", report, 0, "os.execute(" .. string.format("%q", "exec " .. g) .. ")") ..
     " & wait"
-  local f = assert(io.popen("echo $$; exec sh -c " .. H.quote(script)))
+  local f = assert(io.popen("unset LD_PRELOAD; echo $$; exec sh -c " .. H.quote(script)))
   local root = tonumber(f:read("*l"))
   local got = await("the tree to bind", function()
     local l = lines_of(report)
@@ -149,7 +149,7 @@ end
 describe("listeners", function()
 
   it("answers ESRCH for a process that does not exist or has exited", function()
-    local f = assert(io.popen("echo $$"))
+    local f = assert(io.popen("unset LD_PRELOAD; echo $$"))
     local pid = tonumber(f:read("*l"))
     f:close()
     local r, err, code = tpu.listeners { pid = pid }
@@ -180,7 +180,7 @@ end)
 describe("wait_for_listeners", function()
   it("returns the listeners of a child that binds after 300 ms", function()
     local report = os.tmpname()
-    local f = assert(io.popen("echo $$; exec " .. binder("L", "tcp", "127.0.0.1", report, 0.3)))
+    local f = assert(io.popen("unset LD_PRELOAD; echo $$; exec " .. binder("L", "tcp", "127.0.0.1", report, 0.3)))
     local pid = tonumber(f:read("*l"))
     -- nothing yet: the wait has something to wait for
     assert.are.same({}, assert(tpu.listeners { pid = pid }))
@@ -210,7 +210,7 @@ describe("wait_for_listeners", function()
   end)
 
   it("ends at once, with the status, when a child exits before it listens", function()
-    local f = assert(io.popen("echo $$; exec sh -c 'sleep 0.2; exit 3'"))
+    local f = assert(io.popen("unset LD_PRELOAD; echo $$; exec sh -c 'sleep 0.2; exit 3'"))
     local pid = tonumber(f:read("*l"))
     local t0 = core.now()
     local r, err, code, exit = tpu.wait_for_listeners { pid = pid, timeout_ms = 60000 }
@@ -227,7 +227,7 @@ describe("wait_for_listeners", function()
   end)
 
   it("names the signal of a child killed before it listens", function()
-    local f = assert(io.popen("echo $$; exec sh -c 'kill -9 $$'"))
+    local f = assert(io.popen("unset LD_PRELOAD; echo $$; exec sh -c 'kill -9 $$'"))
     local pid = tonumber(f:read("*l"))
     local r, err, code, exit = tpu.wait_for_listeners { pid = pid, timeout_ms = 60000 }
     f:close()
@@ -238,7 +238,7 @@ describe("wait_for_listeners", function()
 
   it("yields between looks inside a coroutine, and returns the list", function()
     local report = os.tmpname()
-    local f = assert(io.popen("echo $$; exec " .. binder("L", "tcp", "127.0.0.1", report, 0.3)))
+    local f = assert(io.popen("unset LD_PRELOAD; echo $$; exec " .. binder("L", "tcp", "127.0.0.1", report, 0.3)))
     local pid = tonumber(f:read("*l"))
     local yields = 0
     local co = coroutine.create(function()

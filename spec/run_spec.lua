@@ -15,7 +15,7 @@ local RECV = H.root .. "/build/test/notify_recv"
 local await = H.await
 
 local function tmpdir()
-  local f = assert(io.popen("mktemp -d /tmp/tpu-run.XXXXXX"))
+  local f = assert(io.popen("unset LD_PRELOAD; mktemp -d /tmp/tpu-run.XXXXXX"))
   local d = f:read("*l")
   f:close()
   return d
@@ -36,7 +36,7 @@ end
 -- stderr).
 local function start_run(argstr, env)
   local errfile = os.tmpname()
-  local f = assert(io.popen("sh -c " .. H.quote((env or "") .. " " .. CLI .. " run " .. argstr ..
+  local f = assert(io.popen("unset LD_PRELOAD; sh -c " .. H.quote((env or "") .. " " .. CLI .. " run " .. argstr ..
     " 2>" .. errfile .. " & echo $!; wait $!; echo exit=$?")))
   local pid = tonumber(f:read("*l"))
   return pid, function()
@@ -51,7 +51,7 @@ end
 --- A NOTIFY_SOCKET receiver at address: returns a function that reads
 -- the next datagram (as "pid=N payload|...") and one that ends it.
 local function receiver(address)
-  local f = assert(io.popen("echo $$; exec " .. RECV .. " " .. H.quote(address)))
+  local f = assert(io.popen("unset LD_PRELOAD; echo $$; exec " .. RECV .. " " .. H.quote(address)))
   local pid = tonumber(f:read("*l"))
   assert.are.equal("bound", f:read("*l"))
   return function() return f:read("*l") end, function()
@@ -88,9 +88,11 @@ describe("run --notify systemd", function()
       local pid, wait = start_run("--notify systemd -- " .. late_listener(0.5, portfile),
         "NOTIFY_SOCKET=" .. H.quote(address))
       local msg = next_datagram()
-      -- at once, before anything else: the port must accept now
-      local port = tonumber(H.slurp(portfile):match("%d+"))
-      local accepts = port and core.connect("127.0.0.1", port) == true
+      -- at once, before anything else: the port it names must accept now
+      local named = tonumber(msg and msg:match("STATUS=listening on 127%.0%.0%.1:(%d+)") or "")
+      local accepts = named and core.connect("127.0.0.1", named) == true
+      -- and it is the child's (which reports it once it listens)
+      local port = tonumber(await("the child's port", function() return H.slurp(portfile):match("%d+") end))
       os.execute("kill -TERM " .. pid)
       local status, err = wait()
       stop()
