@@ -40,7 +40,9 @@ local function start_run(argstr, env)
     " 2>" .. errfile .. " & echo $!; wait $!; echo exit=$?")))
   local pid = tonumber(f:read("*l"))
   return pid, function()
-    local line = f:read("*l")
+    -- the child's own output (redis-server logs to stdout) comes first
+    local line
+    repeat line = f:read("*l") until line == nil or line:match("^exit=")
     f:close()
     local err = H.slurp(errfile)
     os.remove(errfile)
@@ -207,6 +209,28 @@ describe("run", function()
       assert.are.equal(want, ports)
       assert.matches("listening on 127.0.0.1:" .. math.min(a, b) .. ", 127.0.0.1:" .. math.max(a, b),
         err, 1, true)
+    end
+  end)
+
+  it("waits for --ready redis and --ready redis://HOST:PORT: a real redis-server answering PING", function()
+    if not has("redis-server") then
+      pending("redis-server is not installed")
+      return
+    end
+    for _, ready in ipairs { "redis", "url" } do
+      local dir = tmpdir()
+      local port = H.free_port()
+      local pid, wait = start_run("--ready " .. (ready == "url" and "redis://127.0.0.1:" .. port or "redis") ..
+        " --ports-file " .. H.quote(dir .. "/ports") ..
+        " -- redis-server --port " .. port .. " --bind 127.0.0.1 --save '' --appendonly no")
+      await("the ports file", function() return H.slurp(dir .. "/ports") ~= "" end)
+      local answers = tpu.check { port = port, host = "127.0.0.1", ready = "redis" }
+      os.execute("kill -TERM " .. pid)
+      local status, err = wait()
+      os.execute("rm -rf " .. H.quote(dir))
+      assert.is_true(answers)
+      -- redis-server exits 0 on SIGTERM, and run with it
+      assert.are.equal(0, status, err)
     end
   end)
 

@@ -93,7 +93,7 @@ end
 
 --- run(o, ctx): o the command line's options (command, notify,
 -- ports_file, print_ports, listeners, port, proto, ready, timeout when
--- given); ctx { say, usage_error, parse_port }. Returns the exit status.
+-- given); ctx { say, usage_error, parse_port, parse_resource }. Returns the exit status.
 function M.run(o, ctx)
   local say = ctx.say
   if not o.command then ctx.usage_error("run needs -- COMMAND [ARGS...]") end
@@ -114,8 +114,15 @@ function M.run(o, ctx)
       wanted_ports[ports[i]] = true
     end
   end
-  if o.ready and not ({ http = true, redis = true, postgres = true })[o.ready] then
-    ctx.usage_error("--ready takes http, redis or postgres, not '" .. o.ready .. "'")
+  -- --ready URL: that resource must be ready too (a port of the child's
+  -- named in full, an HTTP path, a PostgreSQL user)
+  local ready_url
+  if o.ready and o.ready:find("://", 1, true) then
+    local t = ctx.parse_resource(o.ready)
+    ready_url = { port = t.port, host = t.host, ready = t.ready, path = t.path, user = t.user,
+                  database = t.database }
+  elseif o.ready and not ({ http = true, redis = true, postgres = true })[o.ready] then
+    ctx.usage_error("--ready takes http, redis, postgres or a URL, not '" .. o.ready .. "'")
   end
   if o.ready and o.proto == "udp" then ctx.usage_error("--ready needs TCP, not --udp") end
   if notify and notify.s6 then
@@ -163,7 +170,12 @@ function M.run(o, ctx)
       else
         enough = #l >= count
       end
-      if enough and (not o.ready or ready_now(l, o.ready, wanted_ports)) then
+      if enough and ready_url then
+        enough = tpu.check(ready_url) == true
+      elseif enough and o.ready then
+        enough = ready_now(l, o.ready, wanted_ports)
+      end
+      if enough then
         list = l
         break
       end
