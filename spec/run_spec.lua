@@ -234,6 +234,37 @@ describe("run", function()
     end
   end)
 
+  it("--ready redis waits while the server answers -LOADING", function()
+    local dir = tmpdir()
+    -- a Redis stand-in: -LOADING for its first 0.6 s, then +PONG (and a
+    -- file that says so)
+    local server = H.lua_cmd(string.format([[
+      local socket = require 'socket'
+      local l = require('helpers').listen('127.0.0.1')
+      local t0, pong = socket.gettime(), false
+      l.sock:settimeout(0.05)
+      while true do
+        local c = l.sock:accept()
+        if c then
+          c:settimeout(1)
+          c:receive('*l')
+          if not pong and socket.gettime() - t0 > 0.6 then
+            pong = true
+            local f = io.open(%q, 'w'); f:close()
+          end
+          c:send(pong and '+PONG\r\n' or '-LOADING Redis is loading the dataset in memory\r\n')
+          c:close()
+        end
+      end]], dir .. "/pong"))
+    local pid, wait = start_run("--ready redis --ports-file " .. H.quote(dir .. "/ports") .. " -- " .. server)
+    await("the ports file", function() return H.slurp(dir .. "/ports") ~= "" end)
+    local answered_pong = io.open(dir .. "/pong") ~= nil
+    os.execute("kill -TERM " .. pid)
+    wait()
+    os.execute("rm -rf " .. H.quote(dir))
+    assert.is_true(answered_pong)
+  end)
+
   it("stops the child after --timeout, says why and exits 1", function()
     local dir = tmpdir()
     local got = dir .. "/got"
