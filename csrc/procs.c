@@ -310,15 +310,18 @@ static int tpu_psock_inspect(int fd, int want, struct tpu_psock *e)
     struct sockaddr_storage sa, peer;
     socklen_t len = sizeof sa, plen = sizeof peer, olen;
     int protocol = 0, accepting = 0, proto;
-    olen = sizeof protocol;
-    if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &olen) != 0)
+    /* an accepting socket of an inet family (checked below) is a TCP
+     * listener: the one call tells, whatever else the process holds */
+    olen = sizeof accepting;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &olen) != 0)
         return 0;
-    if (protocol == IPPROTO_TCP) {
-        olen = sizeof accepting;
-        if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &olen) != 0 || !accepting)
-            return 0;
+    if (accepting) {
         proto = TPU_TCP;
-    } else if (protocol == IPPROTO_UDP) {
+    } else if (want == TPU_TCP) {
+        return 0;
+    } else if ((olen = sizeof protocol,
+                getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &olen) == 0)
+               && protocol == IPPROTO_UDP) {
         /* a connected UDP socket hears only its peer: a client's */
         if (getpeername(fd, (struct sockaddr *)&peer, &plen) == 0)
             return 0;

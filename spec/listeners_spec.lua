@@ -155,6 +155,14 @@ describe("listeners", function()
     local r, err, code = tpu.listeners { pid = pid }
     assert.are.same({ nil, "ESRCH" }, { r, code })
     assert.are.equal("listeners of process " .. pid .. ": no such process (or it has exited)", err)
+    -- a child that has exited and is not reaped yet (a zombie) has no listeners either
+    local z = assert(io.popen("unset LD_PRELOAD; echo $$; exec sh -c 'exit 0'"))
+    local zpid = tonumber(z:read("*l"))
+    await("the child to end", function() return core.proc_state(zpid) == "exited" end)
+    local zr, _, zcode = tpu.listeners { pid = zpid, tree = false }
+    local tr, _, tcode = tpu.listeners { pid = zpid }
+    z:close()
+    assert.are.same({ nil, "ESRCH", nil, "ESRCH" }, { zr, zcode, tr, tcode })
   end)
 
   it("refuses bad arguments, naming them", function()

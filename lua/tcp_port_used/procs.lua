@@ -102,10 +102,19 @@ end
 -- first when several processes of the tree share it), by port; or nil,
 -- err, code (ESRCH: no such process, or it has exited).
 function M.listeners(o)
-  local pids, code = core.proc_tree(o.pid, o.tree)
-  if not pids then return nil, words.message("listeners", where(o.pid), code), code end
+  -- one process alone needs no look at /proc/PID/stat unless it holds
+  -- no socket at all: then it may be gone, or a zombie
+  local pids, code = { o.pid }, nil
+  if o.tree then
+    pids, code = core.proc_tree(o.pid, true)
+    if not pids then return nil, words.message("listeners", where(o.pid), code), code end
+  end
   local socks, denied = core.proc_sockets(pids, o.proto, M.names == "tables")
   if not socks then return nil, words.message("listeners", where(o.pid), denied), denied end
+  if not o.tree and #socks == 0 then
+    pids, code = core.proc_tree(o.pid, false)
+    if not pids then return nil, words.message("listeners", where(o.pid), code), code end
+  end
   if denied[1] == o.pid then
     return nil, words.message("listeners", where(o.pid), "EACCES"), "EACCES"
   end
