@@ -36,7 +36,7 @@ incdir_5.5 = $(LUA55)/include
 FUZZ_SECONDS ?= 60
 
 all: $(foreach r,$(RUNTIMES),build/$(r)/tcp_port_used/core.so build/$(r)/tcp_port_used/exec.so) \
-     build/test/sigstorm.so
+     build/test/sigstorm.so build/test/notify_recv
 
 deps:
 	@sh scripts/deps.sh
@@ -84,6 +84,10 @@ build/test/sigstorm.so: spec/native/sigstorm.c
 	@mkdir -p $(@D)
 	$(CC) -O2 -fPIC -shared -Wall -Wextra -Werror -o $@ $<
 
+build/test/notify_recv: spec/native/notify_recv.c
+	@mkdir -p $(@D)
+	$(CC) -O2 -Wall -Wextra -Werror -o $@ $<
+
 build/bench/raw_connect: bench/raw_connect.c
 	@mkdir -p $(@D)
 	$(CC) -O2 $(WARN) -o $@ $<
@@ -101,7 +105,7 @@ build/asan/tcp_port_used/exec.so: csrc/exec.c csrc/codes.c csrc/compat.h
 	@mkdir -p $(@D)
 	$(CC) -O1 -g -fPIC $(SAN) $(WARN) -I$(incdir_5.4) -shared -o $@ csrc/exec.c
 
-test-asan: deps build/asan/tcp_port_used/core.so build/asan/tcp_port_used/exec.so build/test/sigstorm.so
+test-asan: deps build/asan/tcp_port_used/core.so build/asan/tcp_port_used/exec.so build/test/sigstorm.so build/test/notify_recv
 	@sh scripts/test.sh asan
 
 test-valgrind: deps all

@@ -34,6 +34,7 @@
 #include "procnet.c"
 #include "owner.c"
 #include "listen.c"
+#include "procs.c"
 
 #define TPU_VERSION "0.2.0"
 
@@ -51,6 +52,7 @@ int luaopen_tcp_port_used_core(lua_State *L)
     luaL_setfuncs(L, tpu_many_functions, 0);
     luaL_setfuncs(L, tpu_clock_functions, 0);
     tpu_listen_open(L);
+    luaL_setfuncs(L, tpu_procs_functions, 0);
     lua_pushliteral(L, TPU_VERSION);
     lua_setfield(L, -2, "_VERSION");
     return 1;

@@ -25,26 +25,43 @@ static int tpu_cmp_inode(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* Reads at most cap bytes of a small /proc file with bare system calls
+ * (stdio's buffer and fstat cost more than the read). The length, or -1
+ * with errno set. */
+static ssize_t tpu_proc_slurp(const char *path, char *buf, size_t cap)
+{
+    size_t n = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    while (n < cap) {
+        ssize_t r = read(fd, buf + n, cap - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+    }
+    close(fd);
+    return (ssize_t)n;
+}
+
 /* Appends the command line of pid (NULs turned to spaces; comm when it is
  * empty: kernel threads, zombies) to the pool; its offset in *off. */
 static void tpu_holders_command(struct tpu_holders *h, const char *pid, size_t *off)
 {
     char path[64], cmd[4096];
-    size_t n = 0, i;
-    FILE *f;
+    size_t n, i;
+    ssize_t r;
     snprintf(path, sizeof path, "/proc/%s/cmdline", pid);
-    if ((f = fopen(path, "re")) != NULL) {
-        n = fread(cmd, 1, sizeof cmd - 1, f);
-        fclose(f);
-    }
+    r = tpu_proc_slurp(path, cmd, sizeof cmd - 1);
+    n = r > 0 ? (size_t)r : 0;
     while (n > 0 && cmd[n - 1] == '\0')
         n--;
     if (n == 0) {
         snprintf(path, sizeof path, "/proc/%s/comm", pid);
-        if ((f = fopen(path, "re")) != NULL) {
-            n = fread(cmd, 1, sizeof cmd - 1, f);
-            fclose(f);
-        }
+        r = tpu_proc_slurp(path, cmd, sizeof cmd - 1);
+        n = r > 0 ? (size_t)r : 0;
         while (n > 0 && (cmd[n - 1] == '\n' || cmd[n - 1] == '\0'))
             n--;
     }

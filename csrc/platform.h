@@ -56,6 +56,13 @@
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+/* pidfd_getfd (Linux 5.6): the sockets of a process read from the
+ * sockets themselves (procs.c); without it, from the kernel's tables */
+#if defined(SYS_pidfd_open) && defined(SYS_pidfd_getfd)
+#define TPU_PIDFD 1
+#endif
 #endif
 
 #if defined(SOCK_NONBLOCK) && defined(SOCK_CLOEXEC) && !defined(TPU_PORTABLE)

@@ -40,3 +40,6 @@ LUA_PATH="$share/?.lua;$share/?/init.lua;;" LUA_CPATH="$lib/?.so;;" TPU_BENCH_FR
 echo
 LUA_PATH="$share/?.lua;$share/?/init.lua;;" LUA_CPATH="$lib/?.so;;" TPU_BENCH_FROM="$rock" \
   $pin lua5.4 bench/explain.lua
+echo
+LUA_PATH="$share/?.lua;$share/?/init.lua;;" LUA_CPATH="$lib/?.so;;" TPU_BENCH_FROM="$rock" \
+  $pin lua5.4 bench/procs.lua

@@ -17,7 +17,7 @@ lua-busted lua-socket lua-filesystem luarocks lua-check lua-luv
 neovim nginx-light libnginx-mod-http-lua
 postgresql redis-server
 valgrind cppcheck clang libclang-rt-14-dev
-iproute2 nftables procps strace musl-tools
+iproute2 nftables procps strace musl-tools s6
 "
 
 missing=""

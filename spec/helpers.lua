@@ -354,4 +354,39 @@ function H.lua_in_netns(code, setup)
     H.lua_cmd(code)) .. " 2>&1")
 end
 
+--- Runs script in a real headless nvim; the core is the LuaJIT build
+-- unless without_core. Returns its output and exit status.
+function H.nvim(script, without_core)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "w"))
+  f:write(string.format("package.path = %q .. package.path\n",
+    H.root .. "/lua/?.lua;" .. H.root .. "/lua/?/init.lua;"))
+  if without_core then
+    f:write('package.preload["tcp_port_used.core"] = function() error("not built here") end\n')
+  else
+    f:write(string.format("package.cpath = %q .. package.cpath\n", H.root .. "/build/jit/?.so;"))
+  end
+  -- an error must end nvim with a status, not leave it at a prompt
+  f:write("local ok, err = xpcall(function()\n", script,
+    "\nend, debug.traceback)\nif not ok then io.stderr:write(err, '\\n'); vim.cmd('cquit 3') end\n")
+  f:close()
+  local out, rc = H.run("timeout 60 nvim --headless -u NONE -i NONE -c " ..
+    H.quote("luafile " .. path) .. " -c 'qa!' 2>&1 </dev/null")
+  os.remove(path)
+  return out, rc
+end
+
+--- Polls f every 10 ms until it returns a value, and returns it; raises
+-- naming what after s seconds (default 20).
+function H.await(what, f, s)
+  local core = require "tcp_port_used.core"
+  local deadline = core.now() + (s or 20) * 1000
+  while true do
+    local v = f()
+    if v then return v end
+    if core.now() >= deadline then error("timed out waiting for " .. what, 2) end
+    core.sleep(10)
+  end
+end
+
 return H

@@ -9,26 +9,7 @@ local function has_nvim()
   return rc == 0
 end
 
--- Runs script in nvim; the core is the LuaJIT build unless without_core.
-local function nvim(script, without_core)
-  local path = os.tmpname()
-  local f = assert(io.open(path, "w"))
-  f:write(string.format("package.path = %q .. package.path\n",
-    H.root .. "/lua/?.lua;" .. H.root .. "/lua/?/init.lua;"))
-  if without_core then
-    f:write('package.preload["tcp_port_used.core"] = function() error("not built here") end\n')
-  else
-    f:write(string.format("package.cpath = %q .. package.cpath\n", H.root .. "/build/jit/?.so;"))
-  end
-  -- an error must end nvim with a status, not leave it at a prompt
-  f:write("local ok, err = xpcall(function()\n", script,
-    "\nend, debug.traceback)\nif not ok then io.stderr:write(err, '\\n'); vim.cmd('cquit 3') end\n")
-  f:close()
-  local out, rc = H.run("timeout 60 nvim --headless -u NONE -i NONE -c " ..
-    H.quote("luafile " .. path) .. " -c 'qa!' 2>&1 </dev/null")
-  os.remove(path)
-  return out, rc
-end
+local nvim = H.nvim
 
 -- Shared by the scripts: a listener that starts after `ms`, a 5 ms timer
 -- whose every tick also schedules a vim.schedule callback (the editor's

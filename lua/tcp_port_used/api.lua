@@ -421,14 +421,14 @@ F.explain = { name = "explain",
   overloads = { { param("opts", M.options.explain.class) } }, options = "explain",
   returns = { param("explanation", "tcp_port_used.explanation") } }
 
-F.listeners = { name = "listeners", planned = "issue 19",
+F.listeners = { name = "listeners",
   desc = "The listening TCP sockets (bound UDP sockets for \"udp\") held by a process and, with `tree`, " ..
     "its descendants. Linux (sock_diag and /proc/PID/fd).",
   params = { param("opts", M.options.listeners.class) }, options = "listeners",
   returns = ret_or_fail(list("tcp_port_used.listener"), "listeners"),
   codes = { "ESRCH", "ENOTSUP", "EACCES" } }
 
-F.wait_for_listeners = { name = "wait_for_listeners", planned = "issue 19",
+F.wait_for_listeners = { name = "wait_for_listeners",
   desc = "Waits until the process tree holds `count` listeners (or every port of `ports`), yielding as " ..
     "the waits do; ends at once when the process exits.",
   params = { param("opts", M.options.wait_for_listeners.class) }, options = "wait_for_listeners",
@@ -593,7 +593,7 @@ M.cli = {
       desc = "why a port is (not) ready: the sentence, then one line per listener",
       flags = { FLAGS.udp, FLAGS.ready, FLAGS.timeout },
       exits = exits("listening", "any other state", "usage error") },
-    { name = "run", synopsis = "run [OPTIONS] -- COMMAND [ARGS...]", planned = "issue 19",
+    { name = "run", synopsis = "run [OPTIONS] -- COMMAND [ARGS...]",
       desc = "start COMMAND, wait until it listens, tell the supervisor; exits with the child's status",
       flags = { FLAGS.notify, FLAGS.listeners, FLAGS.port, FLAGS.udp, FLAGS.ready, FLAGS.timeout,
                 FLAGS.ports_file, FLAGS.print_ports, FLAGS.run_command },

@@ -63,6 +63,22 @@ function M.owner(a, b)
   return listen.owner(args.owner("owner", a, b))
 end
 
+--- listeners{ pid, tree = true, proto = "tcp" } (or listeners(pid)): the
+-- listening sockets of a process and its descendants; wait_for_listeners{
+-- pid, count = 1 | ports, timeout_ms = 10000, tree, proto, interval_ms,
+-- sleep, yield } waits for them, sleeping as the waits do. See
+-- tcp_port_used.procs.
+local procs = require "tcp_port_used.procs"
+
+function M.listeners(t)
+  return procs.listeners(procs.options("listeners", t, false))
+end
+
+function M.wait_for_listeners(t)
+  local o = procs.options("wait_for_listeners", t, true)
+  return procs.wait(o, (sched.choose(o, "wait_for_listeners")), now)
+end
+
 local many = require "tcp_port_used.many"
 M.check_many, M.range = many.check_many, many.range
 M.find_free = require("tcp_port_used.free").find_free

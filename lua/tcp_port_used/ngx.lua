@@ -144,4 +144,19 @@ adapter.define_callbacks(M, function(fname, o, cb)
   return true
 end)
 
+--- The ports a process opens: listeners is the core's (a kernel query
+-- that never waits); wait_for_listeners sleeps with ngx.sleep where it
+-- may, and blocks in init_by_lua, as the waits do.
+do
+  local procs = require "tcp_port_used.procs"
+  M.listeners = tpu.listeners
+
+  function M.wait_for_listeners(t)
+    local o = procs.options("wait_for_listeners", t, true)
+    return perform("wait_for_listeners", "wait", function(sleep)
+      return procs.wait(o, o.sleep or sleep or core.sleep, now)
+    end)
+  end
+end
+
 return M

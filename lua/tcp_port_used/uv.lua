@@ -299,4 +299,30 @@ function M.run(...)
   end)
 end
 
+
+--- The ports a process opens (they need the C core: /proc and the
+-- sockets themselves). wait_for_listeners sleeps on luv timers as the
+-- waits do; spawn is uv.spawn whose exit callback also gives a wait for
+-- that pid the exit status (libuv reaps the child before a wait looks).
+if tpu then
+  local procs = require "tcp_port_used.procs"
+  M.listeners = tpu.listeners
+
+  function M.wait_for_listeners(t)
+    local o = procs.options("wait_for_listeners", t, true)
+    return perform("wait_for_listeners", o.yield, function()
+      return procs.wait(o, o.sleep or timer_sleep, now)
+    end)
+  end
+
+  function M.spawn(path, options, on_exit)
+    local handle, pid
+    handle, pid = uv.spawn(path, options, function(code, signal)
+      if pid then procs.reported[pid] = { code, signal } end
+      if on_exit then on_exit(code, signal) end
+    end)
+    return handle, pid
+  end
+end
+
 return M

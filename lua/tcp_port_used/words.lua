@@ -39,6 +39,7 @@ local TEXT = {
   EBADMSG = "malformed reply from the kernel",
   EMSGSIZE = "reply from the kernel larger than expected",
   ECLOSED = "probe closed",
+  ESRCH = "no such process",
   EAI_NONAME = "name or service not known",
   EAI_AGAIN = "temporary failure in name resolution",
   EAI_FAIL = "non-recoverable failure in name resolution",
@@ -66,6 +67,10 @@ local OP_TEXT = {
   listen = {
     EADDRNOTAVAIL = "not an address of this machine (listen mode answers only for this machine)",
     ENOTSUP = "listen mode needs Linux (NETLINK_SOCK_DIAG or /proc/net/tcp)",
+  },
+  listeners = {
+    ESRCH = "no such process (or it has exited)",
+    ENOTSUP = "the sockets of a process can be listed on Linux only (/proc)",
   },
 }
 
@@ -120,6 +125,20 @@ function M.url(s)
   local user, hostport = authority:match("^([^:@]*):.*@([^@]*)$")
   if not user then return s end
   return head .. user .. ":***@" .. hostport .. rest
+end
+
+--- A process that ended before it listened: its exit code, the signal
+-- that killed it, or neither where this process cannot know it.
+function M.exited_before(pid, code, signal)
+  local status = code and tostring(code) or signal and ("signal " .. signal) or "unknown"
+  return "process " .. pid .. " exited (status " .. status .. ") before it listened"
+end
+
+--- A wait for the listeners of a process that timed out: what it had
+-- (a list of "address:port", or nil) and what it waited for.
+function M.listeners_timeout(pid, ms, have, want)
+  return string.format("process %d did not listen within %g ms (%s; waiting for %s)", pid, ms,
+    have and "listening on " .. have or "no listeners", want)
 end
 
 --- What a wait of host's ports is called in a message: "127.0.0.1:80",
