@@ -188,7 +188,8 @@ function stream:receive(pattern) end
 ---@field interval_ms? number between looks; nil: as a wait's default interval
 
 ---What tcp_port_used and both adapters share, with the same arguments and
----answers: check, the five waits, explain and wait_for_listeners.
+---answers: check, the five waits, explain, listeners and wait_for_listeners
+---(tcp_port_used.uv: listeners and wait_for_listeners with the C core).
 ---@class tcp_port_used.probing
 local probing = {}
 
@@ -273,6 +274,14 @@ function probing.wait_for_status(port, host, in_use, retry_ms, timeout_ms) end
 ---@return tcp_port_used.explanation explanation
 ---@overload fun(opts: tcp_port_used.explain_opts): tcp_port_used.explanation
 function probing.explain(port, host) end
+
+---The listening TCP sockets (bound UDP sockets for "udp") held by a process
+---and, with `tree`, its descendants. Linux (sock_diag and /proc/PID/fd).
+---@param opts tcp_port_used.listeners_opts
+---@return tcp_port_used.listener[]|nil listeners
+---@return string? err on failure: what and where ("connect db:5432: host unreachable")
+---@return string? code on failure: the error code (see Error codes)
+function probing.listeners(opts) end
 
 ---Waits until the process tree holds `count` listeners (or every port of
 ---`ports`), yielding as the waits do; ends at once when the process exits.
@@ -361,13 +370,5 @@ function M.find_free(opts) end
 ---@return string? code on failure: the error code (see Error codes)
 ---@overload fun(opts: tcp_port_used.owner_opts): tcp_port_used.owner[]|nil, string?, string?
 function M.owner(port, host) end
-
----The listening TCP sockets (bound UDP sockets for "udp") held by a process
----and, with `tree`, its descendants. Linux (sock_diag and /proc/PID/fd).
----@param opts tcp_port_used.listeners_opts
----@return tcp_port_used.listener[]|nil listeners
----@return string? err on failure: what and where ("connect db:5432: host unreachable")
----@return string? code on failure: the error code (see Error codes)
-function M.listeners(opts) end
 
 return M

@@ -467,13 +467,22 @@ F.uv_run = { name = "run", id = "uv-run",
   params = { param("...", "function", "the tasks") },
   returns = F.run.returns }
 
+F.uv_spawn = { name = "spawn", id = "uv-spawn",
+  desc = "uv.spawn that hands the child's exit status to wait_for_listeners{ pid } (libuv reaps the " ..
+    "child before a wait could look). With the C core.",
+  params = { param("path", "string", "the program"), param("options", "table", "uv.spawn's options"),
+             opt("on_exit", "fun(code: integer, signal: integer)", "called as uv.spawn's exit callback") },
+  returns = { param("handle", "userdata|nil", "uv.spawn's process handle, or nil on failure"),
+              param("pid", "integer|string", "the child's pid, or uv.spawn's error") } }
+
 --- Functions several modules share, each group one LuaLS class that the
 -- modules' classes inherit, so that no declaration is rendered twice.
 M.groups = {
   { class = "tcp_port_used.probing",
     desc = "What tcp_port_used and both adapters share, with the same arguments and answers: check, " ..
-      "the five waits, explain and wait_for_listeners.",
-    funcs = fns({ F.check }, WAITS, { F.explain, F.wait_for_listeners }) },
+      "the five waits, explain, listeners and wait_for_listeners (tcp_port_used.uv: listeners and " ..
+      "wait_for_listeners with the C core).",
+    funcs = fns({ F.check }, WAITS, { F.explain, F.listeners, F.wait_for_listeners }) },
   { class = "tcp_port_used.callbacks",
     desc = "The callback forms of both adapters: the wait runs on the host's loop, the callback once.",
     funcs = { F.on_used, F.on_free } },
@@ -494,7 +503,7 @@ M.modules = {
     desc = "Is something listening on this TCP (or UDP) port, and wait until it is, or until it is free.",
     fields = { param("_VERSION", "string") },
     groups = { PROBING },
-    own = { F.run, F.check_many, F.range, F.find_free, F.owner, F.listeners } },
+    own = { F.run, F.check_many, F.range, F.find_free, F.owner } },
   module { name = "tcp_port_used.ngx", file = "types/tcp_port_used/ngx.lua",
     desc = "OpenResty: probes through cosockets and sleeps with ngx.sleep in the phases that have them " ..
       "(UDP ports and modes bind and listen through the C core, which never waits); blocks in " ..
@@ -508,7 +517,7 @@ M.modules = {
     fields = { param("_VERSION", "string"),
                param("has_core", "boolean", "whether the C core loaded (listen mode needs it; TCP and " ..
                  "UDP bind probes use luv handles)") },
-    groups = { PROBING, CALLBACKS }, own = { F.uv_run } },
+    groups = { PROBING, CALLBACKS }, own = { F.uv_run, F.uv_spawn } },
 }
 
 --- The CLI: each command a function whose parameters are flags.

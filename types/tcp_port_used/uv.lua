@@ -20,4 +20,13 @@ local M = {}
 ---@return { n: integer, [integer]: any }[] results one per argument, in order
 function M.run(...) end
 
+---uv.spawn that hands the child's exit status to wait_for_listeners{ pid }
+---(libuv reaps the child before a wait could look). With the C core.
+---@param path string the program
+---@param options table uv.spawn's options
+---@param on_exit? fun(code: integer, signal: integer) called as uv.spawn's exit callback
+---@return userdata|nil handle uv.spawn's process handle, or nil on failure
+---@return integer|string pid the child's pid, or uv.spawn's error
+function M.spawn(path, options, on_exit) end
+
 return M
