@@ -354,6 +354,9 @@ exit $rc
     out = out .. f:read("*a")
     f:close()
     if rc < 2 then rc = 2 end
+  elseif out:find("stack traceback:", 1, true) then
+    -- a Lua error (a module not found, a crash) exits 1 too: never an answer
+    if rc < 2 then rc = 2 end
   elseif rc == 1 then
     rc = 0 -- an answer ("free", "timed out"), not an error
   end
@@ -443,6 +446,11 @@ describe("the docs block runner", function()
     local status, detail = run(bad, "doc.md:1")
     assert.equal("failed", status)
     assert.truthy(detail:find("tcp-port-used check 0 exited 2", 1, true), detail)
+    -- a Lua error exits 1 as "free" does, but is no answer
+    local crash = md("```sh\n" .. H.lua_exec() .. " -e 'error(\"no module\")'\necho still here\n```\n")[1]
+    status, detail = run(crash, "doc.md:1")
+    assert.equal("failed", status)
+    assert.truthy(detail:find("no module", 1, true), detail)
   end)
 
   it("reports skip and names of other machines as they are", function()
