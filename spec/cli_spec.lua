@@ -372,7 +372,8 @@ describe("tcp-port-used (CLI)", function()
     end
   end)
 
-  -- docs/cli.md: one spec per cell of the exit status table.
+  -- docs/cli.md: one spec per cell of the exit status table (why's column:
+  -- spec/explain_spec.lua).
   describe("exit status, as docs/cli.md documents it", function()
     local function status(argstr)
       local out, err, rc = cli(argstr)
