@@ -68,7 +68,7 @@ end
 local function fmt_ns(ns) return string.format("%9.0f", ns) end
 local function ratio(a, b) return string.format("%6.2fx", a / b) end
 
--- The machine, for the README's table.
+-- The machine, for the table in docs/benchmarks.md.
 local function machine()
   local cpu = sh("grep -m1 'model name' /proc/cpuinfo"):match(":%s*(.-)%s*$") or "?"
   return string.format("%s CPU(s), %s, %s, %s", sh("nproc --all"):match("%d+") or "?", cpu,

@@ -377,8 +377,9 @@ describe("tcp-port-used (CLI)", function()
     end
   end)
 
-  -- README "Command line": one spec per cell of the exit status table.
-  describe("exit status, as the README documents it", function()
+  -- docs/cli.md: one spec per cell of the exit status table (why's column:
+  -- spec/explain_spec.lua).
+  describe("exit status, as docs/cli.md documents it", function()
     local function status(argstr)
       local out, err, rc = cli(argstr)
       return rc, err, out
@@ -446,8 +447,9 @@ describe("tcp-port-used (CLI)", function()
     end)
 
     -- find-free with one end of the range given: --to alone searches from
-    -- 1024, --from alone up to 65535. Those ends are fixed by the README,
-    -- so they are held in a namespace of the spec's own.
+    -- 1024, --from alone up to 65535. Those ends are fixed by the docs
+    -- (docs/many-and-free.md, "Free ports"), so they are held in a
+    -- namespace of the spec's own.
     it("find-free: 1 no free port, with --to alone and with --from alone", function()
       if not H.can_unshare() then return pending("no network namespaces here (unshare -n)") end
       local out = H.lua_in_netns(string.format([[

@@ -188,11 +188,16 @@ local LOCAL_NAMES = { localhost = true, ["127.0.0.1"] = true, ["::1"] = true, ["
 
 --- The first host name in code that is not this machine's, or nil.
 local function foreign_name(code)
-  for _, pat in ipairs { "host%s*=%s*[\"']([^\"']+)[\"']", "://[^/%s@]*@?([%a][%w%.%-]*)",
-                         "%f[%w]([%a][%w%.%-]*):%d+" } do
-    for name in code:gmatch(pat) do
-      if not LOCAL_NAMES[name] and not name:match("^[%d%.]+$") then return name end
-    end
+  local names = {}
+  for _, pat in ipairs { "host%s*=%s*[\"']([^\"']+)[\"']", "%f[%w]([%a][%w%.%-]*):%d+" } do
+    for name in code:gmatch(pat) do names[#names + 1] = name end
+  end
+  -- a URL's host comes after its userinfo (user:password@), if any
+  for authority in code:gmatch("://([^/%s\"'#?]*)") do
+    names[#names + 1] = authority:gsub("^.*@", ""):match("^([%a][%w%.%-]*)")
+  end
+  for _, name in ipairs(names) do
+    if not LOCAL_NAMES[name] and not name:match("^[%d%.]+$") then return name end
   end
 end
 
@@ -349,6 +354,9 @@ exit $rc
     out = out .. f:read("*a")
     f:close()
     if rc < 2 then rc = 2 end
+  elseif out:find("stack traceback:", 1, true) then
+    -- a Lua error (a module not found, a crash) exits 1 too: never an answer
+    if rc < 2 then rc = 2 end
   elseif rc == 1 then
     rc = 0 -- an answer ("free", "timed out"), not an error
   end
@@ -438,6 +446,11 @@ describe("the docs block runner", function()
     local status, detail = run(bad, "doc.md:1")
     assert.equal("failed", status)
     assert.truthy(detail:find("tcp-port-used check 0 exited 2", 1, true), detail)
+    -- a Lua error exits 1 as "free" does, but is no answer
+    local crash = md("```sh\n" .. H.lua_exec() .. " -e 'error(\"no module\")'\necho still here\n```\n")[1]
+    status, detail = run(crash, "doc.md:1")
+    assert.equal("failed", status)
+    assert.truthy(detail:find("no module", 1, true), detail)
   end)
 
   it("reports skip and names of other machines as they are", function()
@@ -447,5 +460,10 @@ describe("the docs block runner", function()
       run(md("```sh\ntcp-port-used check db:5432\n```\n")[1], "doc.md:1")
     end, "the block names the host 'db': a lookup would leave the machine;" ..
       " use 127.0.0.1 or mark it <!-- run: skip: why -->")
+    assert.has_error(function()
+      run(md("```sh\ntcp-port-used check redis://:secret@cache/2\n```\n")[1], "doc.md:1")
+    end, "the block names the host 'cache': a lookup would leave the machine;" ..
+      " use 127.0.0.1 or mark it <!-- run: skip: why -->")
+    assert.is_nil(foreign_name("redis://:secret@127.0.0.1:6379/2 postgres://app:pw@[::1]/db"))
   end)
 end)

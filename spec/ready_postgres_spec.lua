@@ -142,7 +142,7 @@ describe("ready = \"postgres\" against real PostgreSQL 15 clusters", function()
     assert.same({ false, "the database system is not accepting connections" },
       { tpu.check { unix = standby.socket, ready = "postgres" } })
     assert.is_true(tpu.check { port = standby.port, host = "127.0.0.1" })
-    -- the server logs each refusal itself (what the README says)
+    -- the server logs each refusal itself (what docs/readiness.md says)
     assert.is_true(S.await(10000, function()
       return S.logged(standby.log, "FATAL:  the database system is not accepting connections")
     end))

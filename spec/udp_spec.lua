@@ -71,7 +71,7 @@ for _, way in ipairs(WAYS) do
       end
     end)
 
-    -- The README's host table ("UDP and game servers"): a socket bound on
+    -- The host table of docs/guide-game-servers.md ("UDP and game servers"): a socket bound on
     -- the first column, and the answer for each host; "*" in listen mode.
     local HOSTS = { "omitted", "127.0.0.1", "::1", "*" }
     local TABLE = {

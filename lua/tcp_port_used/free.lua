@@ -1,6 +1,6 @@
 --- find_free: a TCP (or UDP) port that nothing holds now, by bind
 -- probes. The answer can be stale by the time the caller binds it (see
--- the README's "Free ports"): a caller that can should bind port 0 itself
+-- docs/many-and-free.md, "Free ports"): a caller that can should bind port 0 itself
 -- and keep the socket.
 local core = require "tcp_port_used.core"
 local args = require "tcp_port_used.args"

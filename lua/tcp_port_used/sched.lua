@@ -28,7 +28,8 @@ local function ngx_sleep(ms)
 end
 
 --- Returns sleep(ms) and whether it blocks the thread, in the order the
--- README gives: opts.sleep, ngx.sleep, yield, blocking C sleep.
+-- docs/checks-and-waits.md gives ("how a wait sleeps between retries"):
+-- opts.sleep, ngx.sleep, yield, blocking C sleep.
 function M.choose(o, fname)
   if o.sleep then return o.sleep, false end
   local ngx_ = rawget(_G, "ngx")
