@@ -33,7 +33,9 @@ case $rt in
   *) echo "busted-on.sh: unknown runtime $rt" >&2; exit 2 ;;
 esac
 # shellcheck disable=SC2086
-set -- env ${preload:+LD_PRELOAD=$preload} \
+# A run that hangs (a child that never exits) is ended, and counted failed
+# for want of a summary, rather than stall the whole suite.
+set -- timeout -k 10 "${TPU_RUN_TIMEOUT:-900}" env ${preload:+LD_PRELOAD=$preload} \
     ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}" \
     UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
     TPU_LUA="$interp" TPU_RUNTIME="$rt" TPU_CPATH="$PWD/$build/?.so" TPU_PRELOAD="$preload" TPU_SOAK_PROBES="$soak" \

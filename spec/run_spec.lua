@@ -7,8 +7,11 @@ local core = require "tcp_port_used.core"
 local tpu = require "tcp_port_used"
 local H = require "helpers"
 
+-- (after the checkout's, the paths of the runtime under test: Lua 5.5's
+-- LuaSocket, which the children load, is found only through them)
 local ENV = string.format("LUA_PATH=%s LUA_CPATH=%s ",
-  H.quote(H.root .. "/lua/?.lua;" .. H.root .. "/lua/?/init.lua;;"), H.quote(H.cpath .. ";;"))
+  H.quote(H.root .. "/lua/?.lua;" .. H.root .. "/lua/?/init.lua;" .. (os.getenv("LUA_PATH") or ";")),
+  H.quote(H.cpath .. ";" .. (os.getenv("LUA_CPATH") or ";")))
 local CLI = ENV .. H.lua_exec() .. " " .. H.quote(H.root .. "/bin/tcp-port-used")
 local RECV = H.root .. "/build/test/notify_recv"
 
