@@ -136,7 +136,7 @@ static void tpu_push_listeners(lua_State *L, const struct tpu_listeners *ls)
 /* The netlink socket of one Lua state: opened at the first query that
  * needs it, kept for the next ones (a socket per query cost a third of a
  * listen-mode check), closed by the __gc of the userdata that holds it,
- * an upvalue of listen_exact and listeners (no file-scope state: two Lua
+ * an upvalue of the queries below (no file-scope state: two Lua
  * states never share it). */
 struct tpu_diag_sock {
     int fd;
@@ -274,11 +274,11 @@ static int l_listen_sockets(lua_State *L)
     if (n == 0)
         return tpu_push_resolve_error(L, rc, err);
     ls = tpu_new_listeners(L);
-    rc = tpu_diag_open(&fd);
+    rc = tpu_diag_sock_get(L, &fd);
     for (i = 0; i < n && rc == 0; i++)
         rc = tpu_diag_exact_into(fd, &t[i], proto, ls);
     if (fd >= 0)
-        close(fd);
+        tpu_diag_sock_failed(L, rc);
     if (rc != 0) {
         lua_pushnil(L);
         tpu_push_code(L, rc);
@@ -343,13 +343,13 @@ static int l_time_wait(lua_State *L)
     if (proc) {
         rc = tpu_proc_time_wait(port, ls);
     } else {
-        rc = tpu_diag_open(&fd);
+        rc = tpu_diag_sock_get(L, &fd);
         if (rc == 0)
             rc = tpu_diag_time_wait(fd, AF_INET, port, ls);
         if (rc == 0)
             rc = tpu_diag_time_wait(fd, AF_INET6, port, ls);
         if (fd >= 0)
-            close(fd);
+            tpu_diag_sock_failed(L, rc);
     }
     if (rc != 0) {
         lua_pushnil(L);
@@ -483,8 +483,6 @@ static const luaL_Reg tpu_listen_functions[] = {
     { "diag_check", l_diag_check },
     { "listen_parse", l_listen_parse },
     { "socket_holders", l_socket_holders },
-    { "time_wait", l_time_wait },
-    { "listen_sockets", l_listen_sockets },
     { "user_name", l_user_name },
     { NULL, NULL }
 };
@@ -493,6 +491,8 @@ static const luaL_Reg tpu_listen_functions[] = {
 static const luaL_Reg tpu_listen_query_functions[] = {
     { "listen_exact", l_listen_exact },
     { "listeners", l_listeners },
+    { "listen_sockets", l_listen_sockets },
+    { "time_wait", l_time_wait },
     { NULL, NULL }
 };
 

@@ -333,12 +333,19 @@ describe("wait_for_listeners in Neovim", function()
         end)
       end)()
       vim.wait(20000, function() return done end, 10)
+      -- the child reports its port just after it listens: let it, before it is ended
+      vim.wait(20000, function()
+        local f = io.open(%q)
+        local line = f and f:read("*l")
+        if f then f:close() end
+        return line ~= nil and line:match("%%d+$") ~= nil
+      end, 10)
       uv.kill(pid, "sigterm")
       local _, pid2 = ad.spawn("sh", { args = { "-c", "sleep 0.2; exit 3" } })
       local r, err, code = ad.wait_for_listeners { pid = pid2, timeout_ms = 20000 }
       say("early", tostring(r), code, tostring(err == "process " .. pid2 .. " exited (status 3) before it listened"))
       ticker:close()
-    ]], "exec " .. binder("L", "tcp", "127.0.0.1", report, 0.3)))
+    ]], "exec " .. binder("L", "tcp", "127.0.0.1", report, 0.3), report))
     local port = (lines_of(report)[1] or ""):match("(%d+)$")
     os.remove(report)
     assert.are.equal(0, rc, out)

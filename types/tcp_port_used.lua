@@ -78,7 +78,7 @@ function stream:receive(pattern) end
 ---@field proto tcp_port_used.proto
 ---@field uid integer
 ---@field inode integer
----@field pid? integer the lowest pid holding it; nil where it may not be inspected
+---@field pid? integer the process holding it that the other holders descend from (a master, not its workers); nil where it may not be inspected
 ---@field pids? integer[] every pid holding it
 ---@field command? string the holder's command name
 ---@field reason? string why pid is nil

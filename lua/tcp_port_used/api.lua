@@ -291,7 +291,8 @@ M.classes = {
       param("proto", "tcp_port_used.proto"),
       param("uid", "integer"),
       param("inode", "integer"),
-      opt("pid", "integer", "the lowest pid holding it; nil where it may not be inspected"),
+      opt("pid", "integer", "the process holding it that the other holders descend from (a master, not its " ..
+        "workers); nil where it may not be inspected"),
       opt("pids", list("integer"), "every pid holding it"),
       opt("command", "string", "the holder's command name"),
       opt("reason", "string", "why pid is nil"),

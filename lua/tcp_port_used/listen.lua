@@ -248,13 +248,45 @@ function M.check_many(list, host, proto)
   return used, errs, codes
 end
 
+-- The parent pid of process pid, from /proc/PID/stat (after the command,
+-- which may hold spaces and parentheses), or nil.
+local function parent_of(pid)
+  local f = io.open("/proc/" .. pid .. "/stat")
+  if not f then return nil end
+  local stat = f:read("*l")
+  f:close()
+  return tonumber(stat and stat:match("%) %S+ (%d+)"))
+end
+
+--- principal_first(hs): sorts the holders { pid, command } of one socket
+-- so that the process the others descend from comes first (a server's
+-- master before its workers, whose parent holds the socket too), then by
+-- pid. Not the lowest pid alone: pids wrap, and a worker may get a lower
+-- one than its master.
+function M.principal_first(hs)
+  if #hs < 2 then return hs end
+  -- 1: its parent holds none of it; 2: gone since (a backend forked for
+  -- a connection that has already ended); 3: its parent holds it too
+  local holding, rank = {}, {}
+  for _, h in ipairs(hs) do holding[h.pid] = true end
+  for _, h in ipairs(hs) do
+    local parent = parent_of(h.pid)
+    rank[h.pid] = parent == nil and 2 or holding[parent] and 3 or 1
+  end
+  table.sort(hs, function(a, b)
+    if rank[a.pid] ~= rank[b.pid] then return rank[a.pid] < rank[b.pid] end
+    return a.pid < b.pid
+  end)
+  return hs
+end
+
 local NOT_INSPECTABLE, NOT_FOUND = words.NOT_INSPECTABLE, words.NOT_FOUND
 
 --- owner(port [, host [, proto]]): one entry per listening socket of
 -- proto (default "tcp") on port that host sees (host nil: any local
 -- address, as "*"), as { address, family, port, proto, uid, inode, pid,
--- command, pids }, lowest pid first when several processes share the
--- socket (a server's master and its workers); pid and command nil, with
+-- command, pids }, the master first when several processes share the
+-- socket (a server's master and its workers: principal_first); pid and command nil, with
 -- `reason`, where the holder may not be inspected. An empty list when
 -- nothing listens; nil, err, code on failure.
 function M.owner(port, host, proto)
@@ -277,7 +309,7 @@ function M.owner(port, host, proto)
     local e = { address = l.address, family = l.family, port = l.port, proto = proto, uid = l.uid,
                 inode = l.inode }
     if hs then
-      table.sort(hs, function(a, b) return a.pid < b.pid end)
+      M.principal_first(hs)
       e.pid, e.command, e.pids = hs[1].pid, hs[1].command, {}
       for k, h in ipairs(hs) do e.pids[k] = h.pid end
     else

@@ -98,8 +98,9 @@ local function by_inode(proto)
 end
 
 --- listeners(o): normalized options -> the list of { address, port,
--- family, proto, pid, command, inode, pids }, one per socket (lowest pid
--- first when several processes of the tree share it), by port; or nil,
+-- family, proto, pid, command, inode, pids }, one per socket (named after
+-- the holder nearest the root when several processes of the tree share
+-- it), by port; or nil,
 -- err, code (ESRCH: no such process, or it has exited).
 function M.listeners(o)
   -- one process alone needs no look at /proc/PID/stat unless it holds
@@ -118,6 +119,11 @@ function M.listeners(o)
   if denied[1] == o.pid then
     return nil, words.message("listeners", where(o.pid), "EACCES"), "EACCES"
   end
+  -- a socket several processes of the tree share is named after the one
+  -- nearest the root (a master before its workers: pids wrap, so not
+  -- simply the lowest), proc_tree listing parents before their children
+  local rank = {}
+  for i, p in ipairs(pids) do rank[p] = i end
   local names, out, seen = nil, {}, {}
   for _, s in ipairs(socks) do
     if not s.address then
@@ -137,7 +143,7 @@ function M.listeners(o)
         out[#out + 1] = s
       else
         e.pids[#e.pids + 1] = s.pid
-        if s.pid < e.pid then e.pid, e.command = s.pid, s.command end
+        if rank[s.pid] < rank[e.pid] then e.pid, e.command = s.pid, s.command end
       end
     end
   end

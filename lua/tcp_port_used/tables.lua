@@ -43,8 +43,8 @@ local function entries(ls, proto)
   return out
 end
 
---- Names the holders of entries (pid, command: the lowest pid of those
--- that share a socket, as owner does) by one walk of /proc; a socket
+--- Names the holders of entries (pid, command: of those that share a
+-- socket, the one the others descend from, as owner does) by one walk of /proc; a socket
 -- whose holder may not be read keeps no pid. Drops the inodes.
 function M.name_holders(list)
   local inodes = {}
@@ -53,8 +53,7 @@ function M.name_holders(list)
   for _, e in ipairs(list) do
     local hs = holders and holders[e.inode]
     if hs then
-      local best = hs[1]
-      for _, h in ipairs(hs) do if h.pid < best.pid then best = h end end
+      local best = listen.principal_first(hs)[1]
       e.pid, e.command = best.pid, best.command
     end
   end
