@@ -19,6 +19,8 @@ H.listen_backends = H.portable and {} or { "netlink", "proc" }
 --- What a listen-mode check of a port in use answers: true, or nil
 -- (ENOTSUP) on the portable build.
 H.LISTENING = not H.portable or nil
+-- What ends an explanation's text where the kernel's tables are not read.
+H.NO_TABLES = H.portable and "; the kernel's socket tables are not read on this system" or ""
 --- The modes UDP has on this core.
 H.udp_modes = H.portable and { "bind" } or { "bind", "listen" }
 --- The mode in which specs wait for the servers they start without a
