@@ -237,13 +237,13 @@ function M.check_many(list, host, proto)
     end
   end
   local used, errs, codes, outcomes = {}, {}, {}, {}
+  local answer_list = verdict.answer_list
   for p in pairs(wanted) do
     local hit = seen[p]
     for i, a in ipairs(all) do
       outcomes[2 * i - 1], outcomes[2 * i] = hit ~= nil and hit[a] == true, a
     end
-    used[p], errs[p], codes[p] = verdict.answer("listen", host, p, core.ipv6,
-      (table.unpack or unpack)(outcomes, 1, 2 * #all)) -- luacheck: ignore 143
+    used[p], errs[p], codes[p] = answer_list("listen", host, p, core.ipv6, outcomes, 2 * #all)
   end
   return used, errs, codes
 end

@@ -66,13 +66,23 @@ function M.answer(op, host, port, ipv6, s1, a1, ...)
   if s1 == nil then
     return nil, message("resolve", host or "localhost", a1), a1, "resolve"
   end
-  -- (states are never nil, so a missing second pair is a nil: no select)
-  if s1 == false and (...) == nil then return false end
-  local n = select("#", ...)
+  if s1 == false then
+    -- (states are never nil, so a missing pair is a nil: no select) one
+    -- address, or both loopbacks, free: the usual refused port
+    local s2, _, s3 = ...
+    if s2 == nil or s2 == false and s3 == nil then return false end
+  end
   local outcomes = { s1, a1, ... }
-  local r = fall(outcomes, n + 2, op, ipv6)
+  return M.answer_list(op, host, port, ipv6, outcomes, select("#", ...) + 2)
+end
+
+--- answer_list(op, host, port, ipv6, outcomes, n): answer of the n
+-- values (state, address pairs) of the list outcomes, which it does not
+-- keep: a caller that answers many ports refills one list.
+function M.answer_list(op, host, port, ipv6, outcomes, n)
+  local r = fall(outcomes, n, op, ipv6)
   if r == true or r == false then return r end
-  if r == nil then return no_family(op, where(host, port, a1)) end
+  if r == nil then return no_family(op, where(host, port, outcomes[2])) end
   local code = outcomes[r]
   return nil, message(op, where(host, port, outcomes[r + 1]), code), code, op
 end
