@@ -152,6 +152,8 @@ function M.listeners(o)
   return out
 end
 
+--- describe(list): "127.0.0.1:8080, [::1]:27015/udp" for a list of
+-- listeners, nil for an empty one (words and run's STATUS line).
 local function show(list)
   if #list == 0 then return nil end
   local t = {}
@@ -221,5 +223,7 @@ function M.wait(o, sleep, now)
     sleep(min(loop.interval(o.interval_ms, t - start), left))
   end
 end
+
+M.describe, M.wanted = show, wanted
 
 return M

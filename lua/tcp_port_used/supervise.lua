@@ -60,14 +60,7 @@ local function ready_now(list, ready, ports)
   return true
 end
 
-local function describe(list)
-  local t = {}
-  for i, l in ipairs(list) do
-    local a = l.address:find(":", 1, true) and "[" .. l.address .. "]" or l.address
-    t[i] = a .. ":" .. l.port .. (l.proto == "udp" and "/udp" or "")
-  end
-  return table.concat(t, ", ")
-end
+local describe = procs.describe
 
 local function write_ports_file(path, list)
   local seen, lines = {}, {}
@@ -194,10 +187,9 @@ function M.run(o, ctx)
   end
 
   if not list then
-    local want = ports and ("port" .. (#ports > 1 and "s " or " ") .. table.concat(ports, ", "))
-      or (count .. (count > 1 and " listeners" or " listener"))
+    local want = procs.wanted { ports = ports, count = count }
     say(require("tcp_port_used.words").listeners_timeout(pid, timeout,
-      #last > 0 and describe(last) or nil, want .. (o.ready and " ready (" .. o.ready .. ")" or "")))
+      describe(last), want .. (o.ready and " ready (" .. o.ready .. ")" or "")))
     x.kill(pid, SIG.TERM)
     local t = core.now()
     while core.now() - t < M.KILL_AFTER_MS do
